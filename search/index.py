@@ -1,0 +1,265 @@
+"""The song index: one Qdrant collection, a point per song, named `lyrics` and `cover` vectors."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from search.settings import Settings
+
+LYRICS = "lyrics"
+COVER = "cover"
+MODALITIES = (LYRICS, COVER)
+# Fields that filters use get payload indexes (a server uses them; local mode scans anyway).
+INDEXED_FIELDS = {
+    "song_id": models.PayloadSchemaType.KEYWORD,
+    "artists": models.PayloadSchemaType.KEYWORD,
+    "genre": models.PayloadSchemaType.KEYWORD,
+    "source": models.PayloadSchemaType.KEYWORD,
+    "spotify_id": models.PayloadSchemaType.KEYWORD,
+    "year": models.PayloadSchemaType.INTEGER,
+}
+_ID_NAMESPACE = uuid.UUID("5d0b7f0e-3c55-4c8e-9a7e-1f3c2b9a6d41")
+
+
+class IndexError_(RuntimeError):
+    """Base for index problems that users can act on."""
+
+
+class StoreUnavailable(IndexError_):
+    """The Qdrant store cannot be opened: a server is unreachable or the embedded store is locked."""
+
+
+class EncoderMismatch(IndexError_):
+    """The collection was built with other encoders than the ones asked for."""
+
+
+@dataclass(frozen=True)
+class IndexEncoders:
+    """The encoders that built a collection, recorded in its metadata."""
+
+    text: str
+    text_dim: int
+    image: str
+    image_dim: int
+    long_text: str = "windows"
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The form stored in the collection's metadata."""
+        return {"encoders": self.__dict__.copy()}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any] | None) -> IndexEncoders | None:
+        """Read back what `to_metadata` stored, or None for a collection without it."""
+        recorded = (metadata or {}).get("encoders")
+        return cls(**recorded) if recorded else None
+
+    def dim(self, modality: str) -> int:
+        """The vector size of `lyrics` or `cover`."""
+        return self.text_dim if modality == LYRICS else self.image_dim
+
+
+@dataclass
+class SongPoint:
+    """A song as stored: its id, payload and whichever vectors it has (never a filler vector)."""
+
+    point_id: str
+    payload: dict[str, Any]
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def normalise_text(text: str) -> str:
+    """Case-, accent- and punctuation-insensitive form of a title or artist, for matching."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    kept = "".join(c if c.isalnum() else " " for c in decomposed if not unicodedata.combining(c))
+    return " ".join(kept.split())
+
+
+def song_point_id(
+    *, spotify_id: str | None, song_id: str | None, artists: list[str], title: str
+) -> str:
+    """A deterministic point id: from the Spotify id, else the catalogue id, else artist and title."""
+    if spotify_id:
+        key = f"spotify:{spotify_id}"
+    elif song_id:
+        key = f"catalogue:{song_id}"
+    else:
+        key = f"song:{normalise_text(' '.join(artists))}|{normalise_text(title)}"
+    return str(uuid.uuid5(_ID_NAMESPACE, key))
+
+
+def connect(settings: Settings) -> QdrantClient:
+    """Open the server named by QDRANT_URL, or the embedded store at QDRANT_PATH."""
+    if settings.qdrant_url:
+        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=30)
+        try:
+            client.get_collections()
+        except Exception as error:  # the client raises transport-specific errors
+            raise StoreUnavailable(
+                f"Qdrant at {settings.qdrant_url} is unreachable or refused the key "
+                f"({error.__class__.__name__}). Start it with `docker compose up -d`, or unset "
+                "QDRANT_URL to use the embedded store."
+            ) from error
+        return client
+    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(settings.qdrant_path))
+    except RuntimeError as error:
+        if "already accessed" not in str(error):
+            raise
+        raise StoreUnavailable(
+            f"The embedded store at {settings.qdrant_path} is open in another process (only one "
+            "may use it at a time). Stop the other Songspace process (the app or an ingestion), "
+            "or run a Qdrant server with `docker compose up -d` and set QDRANT_URL."
+        ) from None
+
+
+class SongIndex:
+    """One collection of songs, with the encoders that built it."""
+
+    def __init__(self, client: QdrantClient, collection: str) -> None:
+        self.client = client
+        self.collection = collection
+        self._encoders: IndexEncoders | None = None
+
+    def exists(self) -> bool:
+        """Whether the collection has been created."""
+        return self.client.collection_exists(self.collection)
+
+    @property
+    def encoders(self) -> IndexEncoders | None:
+        """The encoders recorded in the collection, or None if it does not exist yet."""
+        if self._encoders is None and self.exists():
+            info = self.client.get_collection(self.collection)
+            self._encoders = IndexEncoders.from_metadata(info.config.metadata)
+        return self._encoders
+
+    def ensure(self, encoders: IndexEncoders) -> None:
+        """Create the collection for `encoders`, or check that it was built with them."""
+        recorded = self.encoders
+        if recorded is not None:
+            if recorded != encoders:
+                raise EncoderMismatch(
+                    f"collection {self.collection!r} was built with {recorded}, not {encoders}. "
+                    "Use the recorded encoders (unset TEXT_ENCODER/IMAGE_ENCODER), or choose "
+                    "another collection with --collection / QDRANT_COLLECTION."
+                )
+            return
+        if self.exists():
+            raise EncoderMismatch(
+                f"collection {self.collection!r} exists but records no encoders; it was not made "
+                "by Songspace. Choose another collection name."
+            )
+        self.client.create_collection(
+            self.collection,
+            vectors_config={
+                modality: models.VectorParams(size=encoders.dim(modality), distance=models.Distance.COSINE)
+                for modality in MODALITIES
+            },
+            metadata=encoders.to_metadata(),
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            for name, schema in INDEXED_FIELDS.items():
+                self.client.create_payload_index(self.collection, name, field_schema=schema)
+        self._encoders = encoders
+
+    def count(self) -> int:
+        """The number of songs in the collection (0 when it does not exist)."""
+        if not self.exists():
+            return 0
+        return self.client.count(self.collection, exact=True).count
+
+    def upsert(self, points: list[SongPoint]) -> None:
+        """Insert or replace songs, waiting until they are stored."""
+        if not points:
+            return
+        self.client.upsert(
+            self.collection,
+            points=[
+                models.PointStruct(
+                    id=p.point_id,
+                    payload=p.payload,
+                    vector={name: vector.tolist() for name, vector in p.vectors.items()},
+                )
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def scroll_payloads(self, fields: list[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id and payload (or just `fields` of it), page by page."""
+        if not self.exists():
+            return
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection,
+                limit=1024,
+                offset=offset,
+                with_payload=fields if fields is not None else True,
+                with_vectors=False,
+            )
+            for record in records:
+                yield str(record.id), record.payload or {}
+            if offset is None:
+                return
+
+    def get(self, point_ids: list[str], with_vectors: bool = True) -> list[SongPoint]:
+        """The songs with these ids, in the order given; unknown ids are left out."""
+        if not point_ids:
+            return []
+        records = self.client.retrieve(
+            self.collection, ids=point_ids, with_payload=True, with_vectors=with_vectors
+        )
+        by_id = {str(r.id): r for r in records}
+        found = []
+        for point_id in point_ids:
+            record = by_id.get(str(point_id))
+            if record is None:
+                continue
+            vectors = record.vector if isinstance(record.vector, dict) else {}
+            found.append(
+                SongPoint(
+                    str(record.id),
+                    record.payload or {},
+                    {name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
+                )
+            )
+        return found
+
+    def find(self, key: str, value: str | int) -> list[SongPoint]:
+        """Songs whose payload field `key` equals `value` (for example song_id or spotify_id)."""
+        records, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=models.Filter(
+                must=[models.FieldCondition(key=key, match=models.MatchValue(value=value))]
+            ),
+            limit=16,
+            with_payload=False,
+        )
+        return self.get([str(r.id) for r in records])
+
+    def search(
+        self,
+        modality: str,
+        vector: np.ndarray,
+        limit: int,
+        query_filter: models.Filter | None = None,
+    ) -> list[models.ScoredPoint]:
+        """Nearest songs to `vector` in one modality, best first, with cosine scores."""
+        return self.client.query_points(
+            self.collection,
+            query=vector.tolist(),
+            using=modality,
+            limit=limit,
+            query_filter=query_filter,
+            with_payload=False,
+        ).points
