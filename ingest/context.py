@@ -28,9 +28,19 @@ class Songspace:
         self.index.client.close()
 
 
-def open_songspace(settings: Settings, collection: str | None = None) -> Songspace:
-    """Open the store and the collection's encoders, creating the collection if it is new."""
-    index = SongIndex(connect(settings), collection or settings.collection)
+class EmptyCatalogue(RuntimeError):
+    """The collection does not exist yet: nothing has been ingested."""
+
+
+def open_songspace(settings: Settings, create: bool = True) -> Songspace:
+    """Open the store and the collection's encoders, creating the collection if `create`."""
+    index = SongIndex(connect(settings), settings.collection)
+    if not create and not index.exists():
+        index.client.close()
+        raise EmptyCatalogue(
+            f"collection {settings.collection!r} in the {settings.store_label} is empty: load a "
+            "catalogue with `python -m ingest CATALOGUE` (for example data/sample/hymns.csv)"
+        )
     encoders, notice = resolve_encoders(settings, index)
     index.ensure(encoders)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")

@@ -58,7 +58,10 @@ def load_settings(env_file: Path | None = None) -> Settings:
 
     def path(name: str, default: Path) -> Path:
         value = get(name)
-        return Path(value).expanduser() if value else default
+        if not value:
+            return default
+        # Relative paths are taken from the project folder, wherever the program is started.
+        return PROJECT_ROOT / Path(value).expanduser()
 
     defaults = Settings()
     weights = get("RESNET50_WEIGHTS")
@@ -69,7 +72,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         collection=get("QDRANT_COLLECTION") or defaults.collection,
         text_encoder=get("TEXT_ENCODER"),
         image_encoder=get("IMAGE_ENCODER"),
-        resnet50_weights=Path(weights).expanduser() if weights else None,
+        resnet50_weights=path("RESNET50_WEIGHTS", Path()) if weights else None,
         cache_dir=path("SONGSPACE_CACHE_DIR", defaults.cache_dir),
         spotify_client_id=get("SPOTIPY_CLIENT_ID"),
         spotify_client_secret=get("SPOTIPY_CLIENT_SECRET"),

@@ -1,0 +1,246 @@
+"""Weighted lyrics + cover recommendations, exact for any weights, with Qdrant as the only engine.
+
+The fused score of a song is `w_lyrics * cos_lyrics + w_cover * cos_cover`, with the weights
+normalised to sum to 1. A song that lacks a modality gets nothing for it (that term is 0), so it
+is ranked only on the evidence it has and is never lifted by what it lacks.
+
+Exactness (a threshold algorithm): ask Qdrant for the top N songs of each modality, rescore the
+union of both lists with the songs' stored vectors, and stop once the k-th best fused score is at
+least the best score any song outside both lists could reach, `w_l * s_l(N) + w_c * s_c(N)`
+(s(N) being the N-th score of a list; a song outside a list has at most that cosine there, or 0
+if it lacks the vector). Otherwise N doubles. The answer is then the exact top k over the whole
+(filtered) collection, whatever N was needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qdrant_client import models
+
+from search.index import COVER, LYRICS, MODALITIES, SongIndex, SongPoint
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional constraints on which songs may be recommended."""
+
+    genres: tuple[str, ...] = ()
+    years: tuple[int, int] | None = None
+    sources: tuple[str, ...] = ()
+    exclude_artists: tuple[str, ...] = ()
+    exclude_ids: tuple[str, ...] = ()
+
+    def to_qdrant(self) -> models.Filter | None:
+        """The same constraints as a Qdrant filter (None when there are none)."""
+        must: list[Any] = []
+        must_not: list[Any] = []
+        if self.genres:
+            must.append(models.FieldCondition(key="genre", match=models.MatchAny(any=list(self.genres))))
+        if self.sources:
+            must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(self.sources))))
+        if self.years:
+            low, high = self.years
+            must.append(models.FieldCondition(key="year", range=models.Range(gte=low, lte=high)))
+        if self.exclude_artists:
+            must_not.append(
+                models.FieldCondition(key="artists", match=models.MatchAny(any=list(self.exclude_artists)))
+            )
+        if self.exclude_ids:
+            must_not.append(models.HasIdCondition(has_id=list(self.exclude_ids)))
+        if not must and not must_not:
+            return None
+        return models.Filter(must=must or None, must_not=must_not or None)
+
+
+@dataclass
+class Query:
+    """What to look for: one unit vector per modality the seeds have, and what to leave out."""
+
+    vectors: dict[str, np.ndarray]
+    filters: Filters = field(default_factory=Filters)
+
+
+@dataclass
+class Recommendation:
+    """One recommended song and why: its fused score and each modality's cosine (None if missing)."""
+
+    point_id: str
+    song_id: str | None
+    title: str
+    artists: list[str]
+    score: float
+    lyrics_score: float | None
+    cover_score: float | None
+    payload: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by the command line."""
+        return {
+            "point_id": self.point_id,
+            "song_id": self.song_id,
+            "title": self.title,
+            "artists": self.artists,
+            "score": round(self.score, 6),
+            "lyrics_score": None if self.lyrics_score is None else round(self.lyrics_score, 6),
+            "cover_score": None if self.cover_score is None else round(self.cover_score, 6),
+        }
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0:
+        raise ValueError("a query vector is zero: positive and negative seeds cancel out")
+    return (vector / norm).astype(np.float32)
+
+
+def seed_query(
+    positives: list[SongPoint],
+    negatives: list[SongPoint] = (),  # type: ignore[assignment]
+    exclude_seed_artists: bool = False,
+    filters: Filters = Filters(),
+) -> Query:
+    """A query from seed songs: per modality, the mean of the positives minus that of the negatives.
+
+    A modality that no positive seed has is left out, so the search uses the others alone. The
+    seeds themselves (and, if asked, their artists) are excluded from the results.
+    """
+    vectors = {}
+    for modality in MODALITIES:
+        liked = [p.vectors[modality] for p in positives if modality in p.vectors]
+        if not liked:
+            continue
+        vector = np.mean(liked, axis=0)
+        disliked = [p.vectors[modality] for p in negatives if modality in p.vectors]
+        if disliked:
+            vector = vector - np.mean(disliked, axis=0)
+        vectors[modality] = _unit(vector)
+    seeds = [*positives, *negatives]
+    artists = sorted({a for p in positives for a in p.payload.get("artists", [])}) if exclude_seed_artists else []
+    filters = Filters(
+        genres=filters.genres,
+        years=filters.years,
+        sources=filters.sources,
+        exclude_artists=tuple(sorted({*filters.exclude_artists, *artists})),
+        exclude_ids=tuple(sorted({*filters.exclude_ids, *(p.point_id for p in seeds)})),
+    )
+    return Query(vectors, filters)
+
+
+def normalised_weights(query: Query, lyrics_weight: float, cover_weight: float | None = None) -> dict[str, float]:
+    """Weights over the modalities the query has, summing to 1."""
+    if cover_weight is None:
+        cover_weight = 1.0 - lyrics_weight
+    if lyrics_weight < 0 or cover_weight < 0:
+        raise ValueError("weights must not be negative")
+    raw = {LYRICS: lyrics_weight, COVER: cover_weight}
+    raw = {m: w for m, w in raw.items() if m in query.vectors and w > 0}
+    if not raw:  # the only weighted modality is one the seed lacks: use what the seed has
+        raw = {m: 1.0 for m in query.vectors}
+    total = sum(raw.values())
+    return {m: w / total for m, w in raw.items()}
+
+
+@dataclass
+class _Scored:
+    point: SongPoint
+    scores: dict[str, float | None]
+    fused: float
+
+
+def _rescore(points: list[SongPoint], query: Query, weights: dict[str, float]) -> list[_Scored]:
+    scored = []
+    for point in points:
+        scores: dict[str, float | None] = {}
+        for modality in MODALITIES:
+            vector = point.vectors.get(modality)
+            q = query.vectors.get(modality)
+            scores[modality] = None if vector is None or q is None else float(vector @ q)
+        fused = sum(w * (scores[m] or 0.0) for m, w in weights.items())
+        scored.append(_Scored(point, scores, fused))
+    scored.sort(key=lambda s: -s.fused)
+    return scored
+
+
+def exact_top(
+    index: SongIndex, query: Query, weights: dict[str, float], k: int, start_limit: int | None = None
+) -> list[_Scored]:
+    """The exact top `k` songs by fused score over the filtered collection (threshold algorithm)."""
+    if not query.vectors:
+        raise ValueError("the query has neither a lyrics nor a cover vector")
+    qfilter = query.filters.to_qdrant()
+    limit = start_limit or max(4 * k, 64)
+    while True:
+        candidates: dict[str, None] = {}
+        bound = 0.0
+        exhausted = True
+        for modality, weight in weights.items():
+            hits = index.search(modality, query.vectors[modality], limit, qfilter)
+            candidates.update((str(h.id), None) for h in hits)
+            if len(hits) == limit:
+                exhausted = False
+                # Outside this list a song scores at most the last hit, or 0 if it lacks the vector.
+                bound += weight * max(hits[-1].score, 0.0)
+        scored = _rescore(index.get(list(candidates)), query, weights)
+        if exhausted or (len(scored) >= k and scored[k - 1].fused >= bound):
+            return scored[:k]
+        limit *= 2
+
+
+def _mmr(scored: list[_Scored], weights: dict[str, float], k: int, diversity: float) -> list[_Scored]:
+    """Maximal marginal relevance over a pool: trade fused score against likeness to those chosen."""
+    chosen: list[_Scored] = []
+    pool = list(scored)
+
+    def likeness(a: _Scored, b: _Scored) -> float:
+        total = 0.0
+        for modality, weight in weights.items():
+            va, vb = a.point.vectors.get(modality), b.point.vectors.get(modality)
+            if va is not None and vb is not None:
+                total += weight * float(va @ vb)
+        return total
+
+    while pool and len(chosen) < k:
+        best = max(
+            pool,
+            key=lambda c: (1 - diversity) * c.fused
+            - diversity * max((likeness(c, s) for s in chosen), default=0.0),
+        )
+        chosen.append(best)
+        pool.remove(best)
+    return chosen
+
+
+def recommend(
+    index: SongIndex,
+    query: Query,
+    lyrics_weight: float = 0.5,
+    k: int = 10,
+    diversity: float = 0.0,
+    cover_weight: float | None = None,
+) -> list[Recommendation]:
+    """Recommend `k` songs for a query; `diversity` in [0, 1] re-ranks by MMR (0 keeps exact order)."""
+    if k <= 0:
+        return []
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError("diversity must be between 0 and 1")
+    weights = normalised_weights(query, lyrics_weight, cover_weight)
+    if diversity > 0:
+        ranked = _mmr(exact_top(index, query, weights, 4 * k), weights, k, diversity)
+    else:
+        ranked = exact_top(index, query, weights, k)
+    return [
+        Recommendation(
+            point_id=s.point.point_id,
+            song_id=s.point.payload.get("song_id"),
+            title=s.point.payload.get("title", ""),
+            artists=list(s.point.payload.get("artists", [])),
+            score=s.fused,
+            lyrics_score=s.scores[LYRICS],
+            cover_score=s.scores[COVER],
+            payload=s.point.payload,
+        )
+        for s in ranked
+    ]
