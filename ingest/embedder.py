@@ -53,7 +53,7 @@ def resolve_encoders(settings: Settings, index: SongIndex) -> tuple[IndexEncoder
             )
         return recorded, f"encoders {recorded.text} + {recorded.image}, as recorded in the collection"
     image_name, notice = choose_image_encoder(settings.image_encoder, settings.resnet50_weights)
-    text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER)
+    text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER, settings.lyrics_long_text)
     image = image_encoder(image_name, settings.resnet50_weights)
     encoders = IndexEncoders(text.name, text.dim, image.name, image.dim, text.long_text)
     return encoders, f"lyrics encoder {text.name}; {notice}"

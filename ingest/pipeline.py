@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -23,6 +24,10 @@ EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
 COVER_HASH = "cover_hash"
 HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
+# A new collection's centres are the mean vectors of its first songs (at most this many, at least
+# the minimum; fewer songs than that and the collection is stored uncentred).
+CALIBRATION_SONGS = 512
+MIN_CALIBRATION_SONGS = 32
 
 
 @dataclass
@@ -104,7 +109,7 @@ class Ingestor:
         self.workers = workers
         self.progress = progress
 
-    def prepare(self, song: Song, base_dir: Path | None, known: dict[str, Any] | None, source: str) -> PreparedSong:
+    def prepare(self, song: Song, base_dir: Path | None, source: str) -> PreparedSong:
         """Hash a song's content and, if its cover is new, load and preprocess it (runs in threads)."""
         point_id = song_point_id(
             spotify_id=song.spotify_id, song_id=song.song_id, artists=song.artists, title=song.title
@@ -125,17 +130,16 @@ class Ingestor:
                 return prepared
             cover_hash = bytes_hash(data)
             prepared.payload[COVER_HASH] = cover_hash
-            already = (known or {}).get(COVER_HASH) == cover_hash or self.embedder.cached(COVER, [cover_hash])
-            if not already:
+            if not self.embedder.cached(COVER, [cover_hash]):
                 prepared.cover_tensor = self.embedder.image.preprocess(self.fetcher.decode(data))
         return prepared
 
     def _prepared(
-        self, songs: list[Song], base_dir: Path | None, known: dict[str, dict[str, Any]], source: str
+        self, songs: list[Song], base_dir: Path | None, source: str
     ) -> Iterator[list[PreparedSong]]:
         """Batches of prepared songs; the next two batches load while the current one is embedded."""
         def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[PreparedSong]]:
-            return [pool.submit(self.prepare, s, base_dir, known.get(self._id(s)), source) for s in batch]
+            return [pool.submit(self.prepare, s, base_dir, source) for s in batch]
 
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]
         with ThreadPoolExecutor(self.workers) as pool:
@@ -169,14 +173,29 @@ class Ingestor:
         songs = self._drop_duplicate_identities(songs, problems)
         known = dict(self.index.scroll_payloads()) if not dry_run else {}
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
-        for batch in self._prepared(songs, catalogue.parent, known, "catalogue"):
+        calibration: list[SongPoint] | None = None
+        if not dry_run and self.index.centres is None:
+            if self.index.count():  # stored before centring existed: keep the collection as it is
+                self.index.set_centres({})
+            else:
+                calibration = []
+        for batch in self._prepared(songs, catalogue.parent, "catalogue"):
             kept = self._screen(batch, problems)
             if not dry_run:
-                self._store(kept, known, summary)
+                points = self._store(kept, known, summary)
+                if calibration is not None:
+                    calibration.extend(points)
+                    if len(calibration) >= CALIBRATION_SONGS:
+                        self._calibrate(calibration)
+                        calibration = None
+                else:
+                    self.index.upsert(points)
             summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
             summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
             bar.update(len(batch))
         bar.close()
+        if calibration is not None:
+            self._calibrate(calibration)
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
         summary.model_seconds = self.embedder.model_seconds - model_before
@@ -219,8 +238,21 @@ class Ingestor:
                 kept.append(prepared)
         return kept
 
-    def _store(self, batch: list[PreparedSong], known: dict[str, dict[str, Any]], summary: IngestSummary) -> None:
-        """Embed what changed, upsert it, and rewrite payloads whose content is unchanged."""
+    def _calibrate(self, points: list[SongPoint]) -> None:
+        """Record the collection's centres from its first songs, then store those songs."""
+        centres = {}
+        for modality in (LYRICS, COVER):
+            vectors = [p.vectors[modality] for p in points if modality in p.vectors]
+            if len(vectors) >= MIN_CALIBRATION_SONGS:
+                centres[modality] = np.mean(vectors, axis=0)
+        self.index.set_centres(centres)
+        self.index.upsert(points)
+
+    def _store(
+        self, batch: list[PreparedSong], known: dict[str, dict[str, Any]], summary: IngestSummary
+    ) -> list[SongPoint]:
+        """Count each song's outcome, rewrite payloads whose content is unchanged, and return
+        points for songs whose content is new or changed."""
         to_embed, payload_only = [], []
         for prepared in batch:
             old = known.get(prepared.point_id)
@@ -233,44 +265,27 @@ class Ingestor:
                 summary.updated += 1
                 same_content = all(old.get(f) == prepared.payload.get(f) for f in HASH_FIELDS)
                 (payload_only if same_content else to_embed).append(prepared)
-        self.index.upsert(self.embed(to_embed))
         for prepared in payload_only:
             self.index.client.overwrite_payload(
                 self.index.collection, payload=prepared.payload, points=[prepared.point_id]
             )
         for prepared in batch:
             known[prepared.point_id] = prepared.payload
+        return self.embed(to_embed)
 
     def embed(self, batch: list[PreparedSong]) -> list[SongPoint]:
-        """Points for prepared songs, with a vector for each modality they have.
-
-        Content that is already stored under the same hash is reused from the index; other content
-        comes from the embedding cache or the encoders.
-        """
-        stored = {p.point_id: p for p in self.index.get([p.point_id for p in batch])}
-        reused: dict[str, dict[str, object]] = {LYRICS_HASH: {}, COVER_HASH: {}}
-        for point_id, old in stored.items():
-            for modality, hash_field in ((LYRICS, LYRICS_HASH), (COVER, COVER_HASH)):
-                if modality in old.vectors and hash_field in old.payload:
-                    reused[hash_field][old.payload[hash_field]] = old.vectors[modality]
+        """Points for prepared songs, with the encoders' vector for each modality they have."""
         lyrics = self.embedder.lyrics_vectors(
-            {
-                p.payload[LYRICS_HASH]: p.song.lyrics or ""
-                for p in batch
-                if LYRICS_HASH in p.payload and p.payload[LYRICS_HASH] not in reused[LYRICS_HASH]
-            }
+            {p.payload[LYRICS_HASH]: p.song.lyrics or "" for p in batch if LYRICS_HASH in p.payload}
         )
         covers = self.embedder.cover_vectors(
             {p.payload[COVER_HASH]: p.cover_tensor for p in batch if p.cover_tensor is not None}
         )
         covers.update(
             self.embedder.cached(
-                COVER,
-                [p.payload[COVER_HASH] for p in batch if p.cover_tensor is None and COVER_HASH in p.payload],
+                COVER, [p.payload[COVER_HASH] for p in batch if p.cover_tensor is None and COVER_HASH in p.payload]
             )
         )
-        lyrics.update(reused[LYRICS_HASH])
-        covers.update(reused[COVER_HASH])
         points = []
         for prepared in batch:
             vectors = {}

@@ -25,6 +25,7 @@ class Settings:
     collection: str = "songs"
     text_encoder: str | None = None
     image_encoder: str | None = None
+    lyrics_long_text: str = "windows"
     resnet50_weights: Path | None = None
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"
     spotify_client_id: str | None = None
@@ -72,6 +73,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         collection=get("QDRANT_COLLECTION") or defaults.collection,
         text_encoder=get("TEXT_ENCODER"),
         image_encoder=get("IMAGE_ENCODER"),
+        lyrics_long_text=get("LYRICS_LONG_TEXT") or defaults.lyrics_long_text,
         resnet50_weights=path("RESNET50_WEIGHTS", Path()) if weights else None,
         cache_dir=path("SONGSPACE_CACHE_DIR", defaults.cache_dir),
         spotify_client_id=get("SPOTIPY_CLIENT_ID"),

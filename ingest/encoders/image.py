@@ -29,17 +29,20 @@ class ImageEncoder:
         """Turn one image into the model's input tensor (safe to run in worker threads)."""
         return self.transform(image.convert("RGB"))
 
-    def encode_tensors(self, tensors: list[torch.Tensor]) -> np.ndarray:
-        """Embed already preprocessed images; one L2-normalised float32 row each."""
+    def features(self, tensors: list[torch.Tensor]) -> np.ndarray:
+        """Raw pooled features of preprocessed images, before normalisation."""
         out = np.zeros((len(tensors), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(tensors), self.batch_size):
                 batch = torch.stack(tensors[start : start + self.batch_size])
                 features = self.model(batch.contiguous(memory_format=torch.channels_last))
-                out[start : start + len(batch)] = (
-                    torch.nn.functional.normalize(features.flatten(1), dim=-1).numpy()
-                )
+                out[start : start + len(batch)] = features.flatten(1).numpy()
         return out
+
+    def encode_tensors(self, tensors: list[torch.Tensor]) -> np.ndarray:
+        """Embed already preprocessed images; one L2-normalised float32 row each."""
+        features = self.features(tensors)
+        return features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-12)
 
     def encode(self, images: list[Image.Image]) -> np.ndarray:
         """Embed PIL images; one L2-normalised float32 row each."""
