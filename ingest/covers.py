@@ -28,8 +28,8 @@ class CoverError(Exception):
     """A cover could not be used; the message says why (shown in summaries and the UI)."""
 
 
-class _Retryable(Exception):
-    """A transient HTTP failure worth another try."""
+class _Retryable(CoverError):
+    """A transient HTTP failure worth another try (a CoverError once the tries run out)."""
 
 
 def _is_public(address: str) -> bool:
