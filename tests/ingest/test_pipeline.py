@@ -1,0 +1,183 @@
+"""Ingestion end to end: a small catalogue with bad rows, covers over loopback HTTP, re-runs and resumes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.context import open_songspace
+from ingest.pipeline import Ingestor
+from search.index import COVER, LYRICS
+from tests.conftest import SEA_LYRICS, make_cover
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def run_ingest(settings, catalogue: Path, **options):
+    songspace = open_songspace(settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=4, progress=False)
+        summary = ingestor.run(catalogue, problems_path=catalogue.parent / "problems.csv", **options)
+        points = {p.payload["title"]: p for p in songspace.index.get([i for i, _ in songspace.index.scroll_payloads()])}
+        return summary, points
+    finally:
+        songspace.close()
+
+
+@pytest.fixture
+def messy_catalogue(themed_rows, write_catalogue, cover_server, settings):
+    server = cover_server.url
+    cover_server.files["/ok.png"] = (200, "image/png", make_cover((200, 0, 0), 7))
+    cover_server.files["/page.html"] = (200, "text/html", b"<html></html>")
+    cover_server.files["/huge.png"] = (200, "image/png", b"\x89PNG" + b"0" * 70_000)
+    extra = [
+        {"id": "url-1", "title": "Over HTTP", "artist": "Web Band", "lyrics": SEA_LYRICS[0] + " again", "cover_path": f"{server}/ok.png"},
+        {"id": "no-title", "title": "", "artist": "Nobody", "lyrics": SEA_LYRICS[1]},
+        {"id": "empty", "title": "Nothing Usable", "artist": "Nobody", "lyrics": "la la"},
+        {"id": "sea-0", "title": "Duplicate Id", "artist": "Nobody", "lyrics": SEA_LYRICS[2]},
+        {"id": "c404", "title": "Cover 404", "artist": "Web Band", "lyrics": SEA_LYRICS[3] + " once more", "cover_path": f"{server}/gone.png"},
+        {"id": "chtml", "title": "Cover Is A Page", "artist": "Web Band", "lyrics": SEA_LYRICS[1] + " and more", "cover_path": f"{server}/page.html"},
+        {"id": "chuge", "title": "Cover Too Big", "artist": "Web Band", "lyrics": "", "cover_path": f"{server}/huge.png"},
+        {"id": "nolyr", "title": "Cover Only", "artist": "Web Band", "lyrics": "", "cover_path": f"{server}/ok.png", "year": "not a year"},
+    ]
+    return write_catalogue(themed_rows + extra)
+
+
+@pytest.fixture
+def small_cap(settings):
+    return replace(settings, cover_max_bytes=60_000)
+
+
+def test_ingests_good_rows_reports_bad_ones_and_loses_nothing(small_cap, messy_catalogue):
+    summary, points = run_ingest(small_cap, messy_catalogue)
+    assert (summary.read, summary.inserted, summary.rejected) == (16, 12, 4)
+    assert summary.cover_missing == 2 and summary.lyrics_missing == 1
+    assert len(points) == 12
+    assert set(points["Sea Song 0"].vectors) == {LYRICS, COVER}
+    assert set(points["Over HTTP"].vectors) == {LYRICS, COVER}
+    assert set(points["Cover 404"].vectors) == {LYRICS}  # kept without a cover, never a filler vector
+    assert set(points["Cover Is A Page"].vectors) == {LYRICS}
+    assert set(points["Cover Only"].vectors) == {COVER}
+    payload = points["Sea Song 1"].payload
+    assert payload["artists"] == ["Sea Band 1"] and payload["genre"] == "sea" and payload["year"] == 1991
+    assert payload["source"] == "catalogue" and payload["song_id"] == "sea-1"
+    assert len(payload["lyrics_hash"]) == 64 and len(payload["cover_hash"]) == 64
+    assert "year" not in points["Cover Only"].payload
+
+    with summary.problems_path.open() as handle:
+        problems = {row["row"]: row for row in csv.DictReader(handle)}
+    assert problems["10"]["reason"] == "no title"
+    assert problems["11"]["outcome"] == "rejected" and "neither lyrics nor cover" in problems["11"]["reason"]
+    assert problems["12"]["reason"] == "duplicate id of row 1"
+    assert problems["13"]["outcome"] == "kept" and "404" in problems["13"]["reason"]
+    assert problems["14"]["outcome"] == "kept" and "not an image" in problems["14"]["reason"]
+    assert problems["15"]["outcome"] == "rejected" and "cap" in problems["15"]["reason"]
+
+
+def test_rerun_is_idempotent_and_costs_no_model_time(small_cap, messy_catalogue, cover_server):
+    run_ingest(small_cap, messy_catalogue)
+    hits = dict(cover_server.hits)
+    summary, points = run_ingest(small_cap, messy_catalogue)
+    assert (summary.inserted, summary.updated, summary.unchanged) == (0, 0, 12)
+    assert summary.model_seconds == 0.0
+    assert len(points) == 12
+    assert cover_server.hits["/ok.png"] == hits["/ok.png"]  # served from the disk cache
+
+
+def test_changes_update_in_place_and_embed_only_what_changed(settings, themed_rows, write_catalogue):
+    catalogue = write_catalogue(themed_rows)
+    _, before = run_ingest(settings, catalogue)
+    themed_rows[0]["genre"] = "ocean"  # payload only
+    themed_rows[1]["lyrics"] = "\n\n".join(SEA_LYRICS[2:])  # new lyrics, same cover
+    summary, after = run_ingest(settings, write_catalogue(themed_rows))
+    assert (summary.inserted, summary.updated, summary.unchanged) == (0, 2, 6)
+    assert len(after) == 8
+    assert after["Sea Song 0"].payload["genre"] == "ocean"
+    assert np.allclose(after["Sea Song 0"].vectors[LYRICS], before["Sea Song 0"].vectors[LYRICS])
+    assert not np.allclose(after["Sea Song 1"].vectors[LYRICS], before["Sea Song 1"].vectors[LYRICS])
+    assert np.allclose(after["Sea Song 1"].vectors[COVER], before["Sea Song 1"].vectors[COVER], atol=1e-6)
+
+
+def test_prototype_shape_loads_as_it_is(settings, write_catalogue, cover_server):
+    cover_server.files["/p.png"] = (200, "image/png", make_cover((9, 90, 9), 4))
+    rows = [
+        {"id": "x1", "name": "Proto One", "album_name": "Alb", "artists": "['Ann', 'Bob']", "lyrics": SEA_LYRICS[0], "album_cover": f"{cover_server.url}/p.png"},
+        {"id": "x2", "name": "Proto Two", "album_name": "Alb", "artists": "['Cy']", "lyrics": SEA_LYRICS[1], "album_cover": f"{cover_server.url}/p.png"},
+    ]
+    summary, points = run_ingest(settings, write_catalogue(rows, "proto.parquet"))
+    assert summary.inserted == 2
+    assert points["Proto One"].payload["artists"] == ["Ann", "Bob"]
+    assert points["Proto One"].payload["album"] == "Alb"
+    assert set(points["Proto Two"].vectors) == {LYRICS, COVER}
+
+
+def test_dry_run_stores_nothing(settings, themed_rows, write_catalogue):
+    summary, points = run_ingest(settings, write_catalogue(themed_rows, "c.jsonl"), dry_run=True)
+    assert summary.read == 8 and summary.inserted == 0 and points == {}
+
+
+def ingest_command(catalogue: Path, settings, *args: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "QDRANT_PATH": str(settings.qdrant_path),
+        "QDRANT_COLLECTION": settings.collection,
+        "SONGSPACE_CACHE_DIR": str(settings.cache_dir),
+        "COVER_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    if settings.qdrant_url:
+        env["QDRANT_URL"] = settings.qdrant_url
+    return subprocess.Popen(
+        [sys.executable, "-m", "ingest", str(catalogue), "--no-progress", "--batch-size", "4", *args],
+        cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_command_killed_mid_run_completes_on_rerun(settings, tmp_path, write_catalogue):
+    lines = [f"{SEA_LYRICS[i % 4]} verse {i} " * 3 for i in range(40)]
+    rows = [{"id": f"k{i}", "title": f"Kill {i}", "artist": f"A{i % 5}", "lyrics": text} for i, text in enumerate(lines)]
+    catalogue = write_catalogue(rows)
+    process = ingest_command(catalogue, settings)
+    cache = settings.cache_dir / "embeddings.sqlite"
+    deadline = time.time() + 120
+    embedded = 0
+    while time.time() < deadline and process.poll() is None:
+        if cache.exists():
+            try:
+                embedded = sqlite3.connect(cache).execute("SELECT count(*) FROM embedding").fetchone()[0]
+            except sqlite3.Error:
+                embedded = 0
+        if embedded >= 8:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 8 <= embedded < 40
+
+    rerun = ingest_command(catalogue, settings)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "read 40  inserted" in out
+    summary, points = run_ingest(settings, catalogue)
+    assert len(points) == 40 and summary.unchanged == 40
+
+
+def test_command_exit_codes(settings, tmp_path, write_catalogue):
+    bad = tmp_path / "catalogue.csv"
+    bad.write_text("title,lyrics\n\"unterminated,")
+    process = ingest_command(bad, settings)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2 and "cannot read catalogue" in err
+    missing = ingest_command(tmp_path / "none.csv", settings)
+    _, err = missing.communicate(timeout=300)
+    assert missing.returncode == 2 and "none.csv" in err
