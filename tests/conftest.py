@@ -94,33 +94,38 @@ def cover_server() -> Iterator[CoverServer]:
     server.server_close()
 
 
-@pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest) -> str:
-    """Each index test runs on the embedded store, and on a server when QDRANT_URL is set."""
-    if request.param == "server" and not os.environ.get("QDRANT_URL"):
+def store_settings(store: str, folder: Path) -> Settings:
+    """Settings for a fresh collection: in an embedded store under `folder`, or on the server."""
+    if store == "server" and not os.environ.get("QDRANT_URL"):
         pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
-    return request.param
-
-
-@pytest.fixture
-def settings(tmp_path: Path, store: str) -> Iterator[Settings]:
-    """Settings for a fresh collection in a temporary embedded store, or on the server."""
-    base = Settings(
-        qdrant_path=tmp_path / "qdrant",
-        cache_dir=tmp_path / "cache",
+    settings = Settings(
+        qdrant_path=folder / "qdrant",
+        cache_dir=folder / "cache",
         collection=f"test_{uuid.uuid4().hex[:12]}",
         cover_allowed_hosts=("127.0.0.1",),
         http_timeout_s=2.0,
     )
     if store == "server":
-        base = replace(base, qdrant_url=os.environ["QDRANT_URL"], qdrant_api_key=os.environ.get("QDRANT_API_KEY"))
-    yield base
-    if store == "server":
+        settings = replace(settings, qdrant_url=os.environ["QDRANT_URL"], qdrant_api_key=os.environ.get("QDRANT_API_KEY"))
+    return settings
+
+
+def drop_collection(settings: Settings) -> None:
+    """Remove a test's collection from the server (embedded stores live in temporary folders)."""
+    if settings.qdrant_url:
         from qdrant_client import QdrantClient
 
-        client = QdrantClient(url=base.qdrant_url, api_key=base.qdrant_api_key)
-        client.delete_collection(base.collection)
+        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+        client.delete_collection(settings.collection)
         client.close()
+
+
+@pytest.fixture(params=STORES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Each index test runs on the embedded store, and on a server when QDRANT_URL is set."""
+    settings = store_settings(request.param, tmp_path)
+    yield settings
+    drop_collection(settings)
 
 
 @pytest.fixture
