@@ -33,6 +33,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "spotify_id": ("spotify_id",),
     "spotify_url": ("spotify_url",),
     "credit": ("credit", "credits"),
+    "cover_generated": ("cover_generated",),
 }
 MIN_LYRICS_CHARS = 20
 
@@ -176,7 +177,11 @@ def read_catalogue(
                 RowProblem(row_number, song_id, title, "kept", f"lyrics too short ({len(lyrics)} chars)")
             )
             lyrics = None
-        extra = {"credit": _text(values.get("credit"))} if _text(values.get("credit")) else {}
+        extra: dict[str, Any] = {}
+        if _text(values.get("credit")):
+            extra["credit"] = _text(values.get("credit"))
+        if (_text(values.get("cover_generated")) or "").lower() in ("true", "1", "yes"):
+            extra["cover_generated"] = True
         songs.append(
             Song(
                 row=row_number,

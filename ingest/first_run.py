@@ -1,0 +1,84 @@
+"""`python -m ingest.first_run CATALOGUE`: ingest a catalogue unless this store already holds it.
+
+The start script calls this before the page opens. A stamp records the catalogue's content hash
+per store and collection, so a second start checks a hash and a count instead of loading models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from search.index import IndexError_, SongIndex, connect
+from search.settings import Settings, load_settings
+
+
+def catalogue_digest(catalogue: Path) -> str:
+    """Hash of the catalogue file and of the local files next to it that it may name (covers)."""
+    digest = hashlib.sha256(catalogue.read_bytes())
+    for path in sorted(catalogue.parent.rglob("*")):
+        if path.is_file() and path != catalogue:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(catalogue.parent)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def stamp_path(settings: Settings) -> Path:
+    """Where the stamp for this store and collection lives."""
+    key = hashlib.sha256(f"{settings.store_label}|{settings.collection}".encode()).hexdigest()[:16]
+    return settings.cache_dir.parent / "state" / f"ingested-{key}.json"
+
+
+def already_ingested(settings: Settings, catalogue: Path, digest: str) -> int | None:
+    """The song count if this catalogue, unchanged, is already in the collection; else None."""
+    try:
+        stamp = json.loads(stamp_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    if stamp.get("catalogue") != str(catalogue.resolve()) or stamp.get("digest") != digest:
+        return None
+    client = connect(settings)
+    try:
+        count = SongIndex(client, settings.collection).count()
+    finally:
+        client.close()
+    return count if count == stamp.get("count") and count > 0 else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Ingest when needed; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ingest.first_run CATALOGUE", file=sys.stderr)
+        return 2
+    catalogue = Path(args[0])
+    settings = load_settings()
+    digest = catalogue_digest(catalogue)
+    try:
+        count = already_ingested(settings, catalogue, digest)
+    except IndexError_ as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    if count is not None:
+        print(f"songspace: {count} songs ready in {settings.store_label} ({catalogue} already ingested)", file=sys.stderr)
+        return 0
+    from ingest.__main__ import main as ingest_main
+
+    status = ingest_main([str(catalogue)])
+    if status != 0:
+        return status
+    client = connect(settings)
+    try:
+        count = SongIndex(client, settings.collection).count()
+    finally:
+        client.close()
+    path = stamp_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"catalogue": str(catalogue.resolve()), "digest": digest, "count": count}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
