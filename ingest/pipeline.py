@@ -205,6 +205,20 @@ class Ingestor:
             summary.problems_path = problems_path
         return summary
 
+    def add(self, songs: list[Song], source: str) -> tuple[IngestSummary, list[PreparedSong]]:
+        """Store a few songs at once (no progress bar, no problems file), as unseen songs arrive."""
+        summary = IngestSummary(read=len(songs))
+        problems: list[RowProblem] = []
+        prepared = [self.prepare(song, None, source) for song in songs]
+        kept = self._screen(prepared, problems)
+        known = {p.point_id: p.payload for p in self.index.get([k.point_id for k in kept], with_vectors=False)}
+        if self.index.centres is None:
+            self.index.set_centres({})  # a collection begun from single songs has no centres to learn
+        self.index.upsert(self._store(kept, known, summary))
+        summary.rejected = sum(p.outcome == "rejected" for p in problems)
+        summary.problems = problems
+        return summary, prepared
+
     def _drop_duplicate_identities(self, songs: list[Song], problems: list[RowProblem]) -> list[Song]:
         first_row: dict[str, int] = {}
         unique = []

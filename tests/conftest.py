@@ -165,3 +165,38 @@ def themed_rows(tmp_path: Path) -> list[dict[str, object]]:
                 }
             )
     return rows
+
+
+@pytest.fixture
+def services():
+    """The fake Spotify, LRCLIB and cover host on 127.0.0.1."""
+    from tests.fakes import fake_services
+
+    with fake_services() as running:
+        yield running
+
+
+@pytest.fixture
+def online_settings(settings: Settings, services) -> Settings:
+    """`settings` (a store) pointed at the fakes, with Spotify credentials."""
+    return with_services(settings, services)
+
+
+@pytest.fixture
+def client_settings(tmp_path: Path, services) -> Settings:
+    """Settings for HTTP clients alone (no store), pointed at the fakes."""
+    return with_services(Settings(cache_dir=tmp_path / "cache", http_timeout_s=2.0), services)
+
+
+def with_services(settings: Settings, services) -> Settings:
+    """`settings` pointed at the fakes, with Spotify credentials and loopback covers allowed."""
+    env = services.env()
+    return replace(
+        settings,
+        spotify_client_id=env["SPOTIPY_CLIENT_ID"],
+        spotify_client_secret=env["SPOTIPY_CLIENT_SECRET"],
+        spotify_api_url=env["SPOTIFY_API_URL"],
+        spotify_auth_url=env["SPOTIFY_AUTH_URL"],
+        lrclib_url=env["LRCLIB_URL"],
+        cover_allowed_hosts=("127.0.0.1",),
+    )

@@ -1,0 +1,110 @@
+"""Songs that are not in the catalogue: fetched (Spotify, LRCLIB) or given by hand, embedded and
+inserted once, then returned as search seeds."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ingest.catalogue import Song
+from ingest.context import Songspace
+from ingest.lrclib import LrclibClient, LyricsUnavailable
+from ingest.pipeline import COVER_HASH, LYRICS_HASH, Ingestor
+from ingest.spotify import SpotifyClient, parse_track_id
+from search.index import SongPoint, song_point_id
+
+
+class UnseenSongError(Exception):
+    """The song cannot be added; the message says why."""
+
+
+@dataclass
+class AddedSong:
+    """An unseen song as stored, whether this call inserted it, and what was used."""
+
+    point: SongPoint
+    inserted: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        """One line for people: what was used to recommend from."""
+        return "; ".join(self.notes)
+
+
+def _insert(songspace: Songspace, song: Song, source: str, notes: list[str]) -> AddedSong:
+    ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+    summary, (prepared,) = ingestor.add([song], source)
+    if prepared.cover_problem:
+        notes.append(f"cover not usable ({prepared.cover_problem})")
+    has_lyrics, has_cover = LYRICS_HASH in prepared.payload, COVER_HASH in prepared.payload
+    if not has_lyrics and not has_cover:
+        raise UnseenSongError(f"{song.title!r}: neither lyrics nor a cover could be had, so there is nothing to recommend from")
+    if not has_lyrics:
+        notes.append("recommended by cover only")
+    elif not has_cover:
+        notes.append("recommended by lyrics only")
+    (point,) = songspace.index.get([prepared.point_id])
+    return AddedSong(point, inserted=summary.inserted == 1, notes=notes)
+
+
+def add_spotify_track(
+    songspace: Songspace,
+    ref: str,
+    spotify: SpotifyClient | None = None,
+    lyrics: LrclibClient | None = None,
+) -> AddedSong:
+    """Fetch a Spotify track's data, cover and lyrics, and insert it unless it is already stored."""
+    track_id = parse_track_id(ref)
+    point_id = song_point_id(spotify_id=track_id, song_id=None, artists=[], title="")
+    stored = songspace.index.get([point_id])
+    if stored:
+        return AddedSong(stored[0], inserted=False, notes=["already in the catalogue"])
+    spotify = spotify or SpotifyClient(songspace.settings)
+    lyrics = lyrics or LrclibClient(songspace.settings)
+    track = spotify.track(track_id)
+    notes = []
+    text = None
+    try:
+        found = lyrics.find(track.title, track.artists, track.album, (track.duration_ms or 0) / 1000 or None)
+    except LyricsUnavailable as error:
+        found = None
+        notes.append(f"lyrics service unavailable ({error})")
+    if found is None:
+        notes.append("lyrics not found")
+    elif found.instrumental:
+        notes.append("instrumental, no lyrics")
+    else:
+        text = found.text
+        notes.append("lyrics from LRCLIB")
+    cover = track.cover_url()
+    notes.append("cover from Spotify" if cover else "no cover on Spotify")
+    song = Song(
+        row=0, title=track.title, artists=track.artists, album=track.album, year=track.year,
+        lyrics=text, cover=cover, spotify_id=track.id, spotify_url=track.url,
+    )
+    return _insert(songspace, song, "spotify", notes)
+
+
+def add_user_song(
+    songspace: Songspace,
+    title: str,
+    artist: str,
+    lyrics: str | None = None,
+    cover_bytes: bytes | None = None,
+) -> AddedSong:
+    """Insert a song given by hand: a title, an artist, and lyrics and/or cover image bytes."""
+    if not title.strip() or not artist.strip():
+        raise UnseenSongError("a song needs a title and an artist")
+    cover = None
+    if cover_bytes:
+        # Uploads are kept as files, so the page can show them and the usual cover path reads them.
+        uploads = songspace.settings.cache_dir / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        path = uploads / hashlib.sha256(cover_bytes).hexdigest()
+        path.write_bytes(cover_bytes)
+        cover = str(path)
+    notes = ["lyrics given" if lyrics and lyrics.strip() else "no lyrics given"]
+    notes.append("cover uploaded" if cover else "no cover given")
+    song = Song(row=0, title=title.strip(), artists=[artist.strip()], lyrics=(lyrics or "").strip() or None, cover=cover)
+    return _insert(songspace, song, "user", notes)

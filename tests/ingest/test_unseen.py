@@ -1,0 +1,93 @@
+"""Unseen songs: fetched from the fakes or given by hand, embedded, inserted once, usable as seeds."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.context import open_songspace
+from ingest.lrclib import LrclibClient
+from ingest.pipeline import Ingestor
+from ingest.spotify import SpotifyClient, SpotifyError
+from ingest.unseen import UnseenSongError, add_spotify_track, add_user_song
+from search.index import COVER, LYRICS
+from search.recommend import recommend, seed_query
+from tests.conftest import CITY_LYRICS, make_cover
+from tests.fakes import HOSTILE_TITLE, TRACKS
+
+
+@pytest.fixture
+def songspace(online_settings, themed_rows, write_catalogue):
+    songspace = open_songspace(online_settings)
+    Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(themed_rows))
+    yield songspace
+    songspace.close()
+
+
+def clients(songspace):
+    return SpotifyClient(songspace.settings), LrclibClient(songspace.settings)
+
+
+def test_spotify_track_is_fetched_embedded_inserted_and_recommends(songspace, services):
+    spotify, lyrics = clients(songspace)
+    before = songspace.index.count()
+    added = add_spotify_track(songspace, f"https://open.spotify.com/track/{TRACKS[0].id}?si=x", spotify, lyrics)
+    assert added.inserted and songspace.index.count() == before + 1
+    assert set(added.point.vectors) == {LYRICS, COVER}
+    payload = added.point.payload
+    assert payload["source"] == "spotify" and payload["spotify_id"] == TRACKS[0].id
+    assert payload["spotify_url"].startswith("https://open.spotify.com/track/")
+    assert payload["cover_url"].endswith("-300.png")
+    assert "lyrics from LRCLIB" in added.message
+    results = recommend(songspace.index, seed_query([added.point]), 0.7, k=3)
+    assert all(r.point_id != added.point.point_id for r in results)
+    assert results[0].payload["genre"] == "sea"  # harbour lyrics and a blue cover
+
+
+def test_asking_again_inserts_nothing(songspace, services):
+    spotify, lyrics = clients(songspace)
+    first = add_spotify_track(songspace, TRACKS[1].id, spotify, lyrics)
+    count, requests = songspace.index.count(), len(services.requests)
+    again = add_spotify_track(songspace, f"spotify:track:{TRACKS[1].id}", spotify, lyrics)
+    assert not again.inserted and again.point.point_id == first.point.point_id
+    assert songspace.index.count() == count
+    assert len(services.requests) == requests  # known songs are not fetched again
+    assert again.point.payload["artists"] == ["Métro Boys"]
+
+
+@pytest.mark.parametrize("track, note", [(TRACKS[3], "instrumental"), (TRACKS[4], "lyrics not found")])
+def test_without_lyrics_the_song_goes_in_by_cover(songspace, services, track, note):
+    added = add_spotify_track(songspace, track.id, *clients(songspace))
+    assert set(added.point.vectors) == {COVER}
+    assert note in added.message and "recommended by cover only" in added.message
+
+
+def test_without_a_cover_the_song_goes_in_by_lyrics(songspace, services):
+    added = add_spotify_track(songspace, TRACKS[5].id, *clients(songspace))
+    assert set(added.point.vectors) == {LYRICS}
+    assert "no cover on Spotify" in added.message
+
+
+def test_lyrics_service_down_still_adds_by_cover(songspace, services):
+    services.faults["/api/get"] = [(503, {}, None)] * 5
+    added = add_spotify_track(songspace, TRACKS[0].id, *clients(songspace))
+    assert set(added.point.vectors) == {COVER} and "unavailable" in added.message
+
+
+def test_spotify_errors_reach_the_caller(songspace, services):
+    with pytest.raises(SpotifyError, match="no such track"):
+        add_spotify_track(songspace, "1" * 22, *clients(songspace))
+
+
+def test_user_song_by_hand(songspace):
+    added = add_user_song(songspace, HOSTILE_TITLE, "Mallory", lyrics=CITY_LYRICS[0], cover_bytes=make_cover((90, 90, 90), 9))
+    assert added.inserted and set(added.point.vectors) == {LYRICS, COVER}
+    assert added.point.payload["source"] == "user" and added.point.payload["title"] == HOSTILE_TITLE
+    again = add_user_song(songspace, HOSTILE_TITLE, "Mallory", lyrics=CITY_LYRICS[0], cover_bytes=make_cover((90, 90, 90), 9))
+    assert not again.inserted
+    results = recommend(songspace.index, seed_query([added.point]), 0.5, k=3)
+    assert results[0].payload["genre"] == "city"
+
+
+def test_user_song_needs_something_to_recommend_from(songspace):
+    with pytest.raises(UnseenSongError, match="neither lyrics nor a cover"):
+        add_user_song(songspace, "Empty", "Nobody", lyrics="", cover_bytes=b"not an image")
