@@ -12,6 +12,7 @@ from ingest.catalogue import CatalogueError
 from ingest.context import open_songspace
 from ingest.encoders import EncoderUnavailable
 from ingest.pipeline import Ingestor
+from ingest.spotify import SpotifyClient, SpotifyError
 from search.index import IndexError_
 from search.settings import load_settings
 
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--problems", type=Path, help="CSV for rejected and incomplete rows")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--spotify", action="store_true", help="fill missing covers and Spotify links from Spotify search"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -48,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.collection:
         settings = replace(settings, collection=args.collection)
     problems = args.problems or settings.cache_dir.parent / "ingest" / f"{args.catalogue.stem}-problems.csv"
+    spotify = None
+    if args.spotify:
+        try:
+            spotify = SpotifyClient(settings, disk_cache=True)
+        except SpotifyError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         songspace = open_songspace(settings)
     except (IndexError_, EncoderUnavailable) as error:
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, progress=not args.no_progress,
         )
         summary = ingestor.run(
-            args.catalogue, parse_rename(args.rename), args.limit, args.dry_run, problems
+            args.catalogue, parse_rename(args.rename), args.limit, args.dry_run, problems, spotify
         )
     except CatalogueError as error:
         print(f"error: {error}", file=sys.stderr)

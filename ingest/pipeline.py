@@ -18,6 +18,8 @@ from tqdm import tqdm
 from ingest.catalogue import RowProblem, Song, read_catalogue
 from ingest.covers import CoverError, CoverFetcher
 from ingest.embedder import Embedder, bytes_hash, lyrics_hash
+from ingest.enrich import EnrichSummary, enrich
+from ingest.spotify import SpotifyClient
 from search.index import COVER, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id
 
 EXCERPT_CHARS = 600
@@ -56,6 +58,7 @@ class IngestSummary:
     elapsed_seconds: float = 0.0
     problems_path: Path | None = None
     problems: list[RowProblem] = field(default_factory=list)
+    enrichment: EnrichSummary | None = None
 
     def lines(self) -> list[str]:
         """The summary as printed at the end of a run."""
@@ -66,6 +69,8 @@ class IngestSummary:
             f"lyrics missing {self.lyrics_missing}  cover missing {self.cover_missing}",
             f"{self.elapsed_seconds:.1f} s ({rate:.1f} songs/s), model time {self.model_seconds:.1f} s",
         ]
+        if self.enrichment is not None:
+            lines.append(self.enrichment.line())
         if self.problems_path is not None:
             lines.append(f"rejected and incomplete rows: {self.problems_path}")
         return lines
@@ -164,12 +169,15 @@ class Ingestor:
         limit: int | None = None,
         dry_run: bool = False,
         problems_path: Path | None = None,
+        spotify: SpotifyClient | None = None,
     ) -> IngestSummary:
-        """Ingest one catalogue file and return its summary."""
+        """Ingest one catalogue file and return its summary; with `spotify`, enrich it first."""
         started = time.perf_counter()
         model_before = self.embedder.model_seconds
         songs, problems = read_catalogue(catalogue, rename, limit)
         summary = IngestSummary(read=len(songs) + sum(p.outcome == "rejected" for p in problems))
+        if spotify is not None:
+            summary.enrichment = enrich(songs, spotify, problems)
         songs = self._drop_duplicate_identities(songs, problems)
         known = dict(self.index.scroll_payloads()) if not dry_run else {}
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
@@ -270,6 +278,15 @@ class Ingestor:
         to_embed, payload_only = [], []
         for prepared in batch:
             old = known.get(prepared.point_id)
+            replaced = self._earlier_identity(prepared.song, known)
+            if old is None and replaced is not None:
+                # Enrichment gave a catalogue song a Spotify id, and so a new point id: move it. If
+                # the run stops before the new point is stored, the next run stores it.
+                self.index.delete([replaced])
+                known.pop(replaced)
+                summary.updated += 1
+                to_embed.append(prepared)
+                continue
             if old is None:
                 summary.inserted += 1
                 to_embed.append(prepared)
@@ -286,6 +303,14 @@ class Ingestor:
         for prepared in batch:
             known[prepared.point_id] = prepared.payload
         return self.embed(to_embed)
+
+    @staticmethod
+    def _earlier_identity(song: Song, known: dict[str, dict[str, Any]]) -> str | None:
+        """The point id a song had by its catalogue id before it gained a Spotify id, if stored."""
+        if not (song.spotify_id and song.song_id):
+            return None
+        earlier = song_point_id(spotify_id=None, song_id=song.song_id, artists=song.artists, title=song.title)
+        return earlier if earlier in known else None
 
     def embed(self, batch: list[PreparedSong]) -> list[SongPoint]:
         """Points for prepared songs, with the encoders' vector for each modality they have."""

@@ -70,11 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             query = Query({"lyrics": songspace.embedder.text.encode([args.text])[0]}, filters)
         else:
             if args.spotify:
+                from ingest.spotify import SpotifyError
                 from ingest.unseen import UnseenSongError, add_spotify_track
 
                 try:
                     added = add_spotify_track(songspace, args.spotify)
-                except UnseenSongError as error:
+                except (UnseenSongError, SpotifyError) as error:
                     print(f"error: {error}", file=sys.stderr)
                     return 4
                 print(added.message, file=sys.stderr)

@@ -227,6 +227,11 @@ class SongIndex:
             wait=True,
         )
 
+    def delete(self, point_ids: list[str]) -> None:
+        """Remove songs by point id."""
+        if point_ids:
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=point_ids), wait=True)
+
     def scroll_payloads(self, fields: list[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and payload (or just `fields` of it), page by page."""
         if not self.exists():

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from search.index import normalise_text
 from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
@@ -150,8 +151,9 @@ def fake_services() -> Iterator[FakeServices]:
             if parts.path.startswith("/v1/") and self.headers.get("Authorization") != "Bearer fake-token":
                 self._send(401, {"error": {"status": 401, "message": "No token provided"}})
             elif parts.path == "/v1/search":
-                words = query.get("q", "").lower().replace("track:", "").replace("artist:", "").split()
-                hits = [t for t in TRACKS if all(w in f"{t.title} {' '.join(t.artists)}".lower() for w in words)]
+                # Like Spotify's search: every word must appear, ignoring case and accents.
+                words = normalise_text(query.get("q", "").replace("track:", " ").replace("artist:", " ")).split()
+                hits = [t for t in TRACKS if all(w in normalise_text(f"{t.title} {' '.join(t.artists)}") for w in words)]
                 limit = int(query.get("limit", 10))
                 items = [track_json(t, base) for t in hits[:limit]]
                 self._send(200, {"tracks": {"href": f"{base}{self.path}", "items": items, "limit": limit, "offset": 0, "total": len(hits), "next": None, "previous": None}})

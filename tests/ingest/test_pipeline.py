@@ -181,3 +181,33 @@ def test_command_exit_codes(settings, tmp_path, write_catalogue):
     missing = ingest_command(tmp_path / "none.csv", settings)
     _, err = missing.communicate(timeout=300)
     assert missing.returncode == 2 and "none.csv" in err
+
+
+def test_spotify_enrichment_fills_covers_and_links(online_settings, services, write_catalogue):
+    from ingest.spotify import SpotifyClient
+    from tests.fakes import TRACKS
+
+    rows = [
+        {"id": "e1", "title": "Harbour Lights - Remastered 2009", "artist": "The Tides", "lyrics": SEA_LYRICS[0]},
+        {"id": "e2", "title": "Cafe Deja Vu", "artist": "Zoe Angstrom", "lyrics": SEA_LYRICS[1]},
+        {"id": "e3", "title": "Neon Avenue", "artist": "Somebody Else", "lyrics": SEA_LYRICS[2]},
+        {"id": "e4", "title": "Not On Spotify", "artist": "Nobody", "lyrics": SEA_LYRICS[3]},
+    ]
+    catalogue = write_catalogue(rows)
+    summary, _ = run_ingest(online_settings, catalogue)  # first without Spotify: ids by catalogue id
+    assert summary.inserted == 4
+    songspace = open_songspace(online_settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+        summary = ingestor.run(catalogue, spotify=SpotifyClient(online_settings, disk_cache=True))
+        points = {p.payload["song_id"]: p for p in songspace.index.get([i for i, _ in songspace.index.scroll_payloads()])}
+    finally:
+        songspace.close()
+    enrichment = summary.enrichment
+    assert (enrichment.matched, enrichment.missed, enrichment.ambiguous) == (2, 2, 0)
+    assert len(points) == 4  # moved to Spotify identities, not duplicated
+    assert points["e1"].payload["spotify_id"] == TRACKS[0].id
+    assert points["e1"].payload["cover_url"].endswith("-300.png") and COVER in points["e1"].vectors
+    assert points["e2"].payload["spotify_id"] == TRACKS[2].id  # accents and case do not matter
+    assert "spotify_id" not in points["e3"].payload  # wrong artist: not attached
+    assert "spotify matched 2  missed 2  ambiguous 0" in summary.lines()
