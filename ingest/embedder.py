@@ -78,6 +78,10 @@ class Embedder:
         """The cover encoder (loaded once per process)."""
         return image_encoder(self.encoders.image, self.settings.resnet50_weights)
 
+    def load(self) -> None:
+        """Load both models now rather than on first use."""
+        self.text, self.image  # noqa: B018 (the properties load and cache the models)
+
     @property
     def _text_key(self) -> str:
         return f"{self.encoders.text}/{self.encoders.long_text}"

@@ -1,6 +1,6 @@
 """`python -m ingest.sample`: build the shipped sample catalogue from the Open Hymnal's public-domain texts.
 
-Each hymn keeps its title, author (as the artist), year (from the words credit), category (as the
+The same words under another tune are kept once. Each hymn keeps its title, author (as the artist), year (from the words credit), category (as the
 genre), cleaned lyrics and original credit lines. Hymns have no album art, so each gets an original
 cover drawn here: the palette and motif come from the category, the details from the title, so
 songs of a kind look related but not identical. The output is deterministic.
@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from search.index import normalise_text
 from search.settings import PROJECT_ROOT
 
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
@@ -141,7 +142,13 @@ def build(source: Path, out_dir: Path) -> pd.DataFrame:
     covers = out_dir / "covers"
     covers.mkdir(parents=True, exist_ok=True)
     rows = []
+    seen: set[tuple[str, str]] = set()
     for hymn in hymns:
+        # The same words set to another tune are one song here: recommending both is no help.
+        identity = (normalise_text(hymn["title"]), normalise_text(hymn.get("author", "")))
+        if identity in seen:
+            continue
+        seen.add(identity)
         song_id = slug(Path(hymn["source_file"]).stem)
         genre = hymn["category"].title()
         cover = f"covers/{song_id}.png"

@@ -8,7 +8,7 @@ import logging
 import sys
 from dataclasses import replace
 
-from search.recommend import Filters, Query, Recommendation, recommend, seed_query
+from search.recommend import Filters, Recommendation, recommend, seed_query
 from search.settings import load_settings
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     try:
         if args.text:
-            query = Query({"lyrics": songspace.embedder.text.encode([args.text])[0]}, filters)
+            query = songspace.text_query(args.text, filters)
         else:
             if args.spotify:
                 from ingest.spotify import SpotifyError

@@ -1,0 +1,100 @@
+"""Small view helpers for the page: escaped HTML for cards, score bars and the page's style."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from search.recommend import Recommendation
+
+STYLE = """
+<style>
+  .block-container { max-width: 1180px; padding-top: 1.6rem; }
+  .ss-header { display: flex; align-items: baseline; gap: .8rem; flex-wrap: wrap; margin-bottom: .4rem; }
+  .ss-header h1 { font-size: 2.4rem !important; font-weight: 800; padding: 0 !important; margin: 0; letter-spacing: -.02em;
+                  background: linear-gradient(90deg, #7b5cff, #ff5c8a); -webkit-background-clip: text;
+                  -webkit-text-fill-color: transparent; }
+  .ss-header span { color: #8a8aa0; font-size: .95rem; }
+  .ss-card h4 { margin: .3rem 0 0; font-size: 1.02rem; line-height: 1.25; word-break: break-word; }
+  .ss-card .meta { color: #8a8aa0; font-size: .85rem; margin-bottom: .35rem; word-break: break-word; }
+  .ss-bar { display: flex; align-items: center; gap: .4rem; font-size: .75rem; color: #8a8aa0; }
+  .ss-bar .track { flex: 1; height: 6px; border-radius: 3px; background: rgba(128,128,160,.2); }
+  .ss-bar .fill { height: 6px; border-radius: 3px; }
+  .ss-bar .fill.lyrics { background: #7b5cff; } .ss-bar .fill.cover { background: #ff5c8a; }
+  .ss-score { font-weight: 600; font-size: .85rem; margin-top: .2rem; }
+  .ss-tag { display: inline-block; font-size: .7rem; padding: 0 .4rem; border-radius: .6rem;
+            background: rgba(123,92,255,.15); color: #7b5cff; margin-right: .25rem; }
+  .ss-excerpt { font-size: .8rem; color: #8a8aa0; max-height: 6.5em; overflow: hidden; }
+</style>
+"""
+
+
+def text(value: Any) -> str:
+    """Escape any outside text for HTML."""
+    return html.escape(str(value), quote=True)
+
+
+def excerpt_html(lyrics: str, max_lines: int = 6) -> str:
+    """Lyrics as escaped text that keeps its line breaks and nothing else."""
+    lines = [line for line in lyrics.splitlines() if line.strip()][:max_lines]
+    return "<br>".join(text(line) for line in lines)
+
+
+def safe_link(url: str | None) -> str | None:
+    """The URL if it is http(s), else None, so no script or data URL reaches a link."""
+    if not url:
+        return None
+    return url if urlsplit(url).scheme in ("http", "https") else None
+
+
+def header_html() -> str:
+    """The page header."""
+    return (
+        '<div class="ss-header"><h1>Songspace</h1>'
+        "<span>songs alike in their lyrics and their album art</span></div>"
+    )
+
+
+def bar_html(label: str, kind: str, value: float | None) -> str:
+    """A small similarity bar; a missing modality says so instead of showing a bar."""
+    if value is None:
+        return f'<div class="ss-bar">{label}: <em>none</em></div>'
+    width = max(0.0, min(1.0, value)) * 100
+    return (
+        f'<div class="ss-bar">{label}<div class="track"><div class="fill {kind}" '
+        f'style="width:{width:.0f}%"></div></div>{value:.2f}</div>'
+    )
+
+
+def card_html(result: Recommendation) -> str:
+    """The text part of a result card: title, artists, album and year, bars, score and tags."""
+    payload = result.payload
+    meta = " · ".join(
+        text(part)
+        for part in (", ".join(result.artists) or "unknown artist", payload.get("album"), payload.get("year"))
+        if part
+    )
+    tags = []
+    if payload.get("genre"):
+        tags.append(text(payload["genre"]))
+    if payload.get("source") in ("spotify", "user"):
+        tags.append("added from Spotify" if payload["source"] == "spotify" else "added by hand")
+    link = safe_link(payload.get("spotify_url"))
+    spotify = f' · <a href="{text(link)}" target="_blank" rel="noopener">Spotify</a>' if link else ""
+    return (
+        f'<div class="ss-card"><h4>{text(result.title)}</h4><div class="meta">{meta}{spotify}</div>'
+        + "".join(f'<span class="ss-tag">{tag}</span>' for tag in tags)
+        + bar_html("lyrics", "lyrics", result.lyrics_score)
+        + bar_html("cover", "cover", result.cover_score)
+        + f'<div class="ss-score">match {result.score:.3f}</div></div>'
+    )
+
+
+def cover_source(payload: dict[str, Any]) -> str | None:
+    """What st.image can show for a song's cover: a local file that exists, or an http(s) URL."""
+    path = payload.get("cover_path")
+    if path and Path(path).is_file():
+        return path
+    return safe_link(payload.get("cover_url"))
