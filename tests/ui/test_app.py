@@ -1,0 +1,213 @@
+"""The page, driven by Streamlit's AppTest on a small real catalogue, with the loopback fakes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ingest.context import open_songspace
+from ingest.pipeline import Ingestor
+from search.index import connect
+from tests.conftest import CITY_LYRICS, make_cover, store_settings
+from tests.fakes import HOSTILE_TITLE, TRACKS
+
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
+ENV_NAMES = [
+    "QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "QDRANT_COLLECTION", "SONGSPACE_CACHE_DIR",
+    "SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET", "SPOTIFY_API_URL", "SPOTIFY_AUTH_URL", "LRCLIB_URL",
+    "COVER_ALLOWED_HOSTS", "HTTP_TIMEOUT_S",
+]
+
+
+@pytest.fixture
+def catalogue_settings(tmp_path, themed_rows, write_catalogue):
+    """An embedded store holding the themed songs and one with a hostile title."""
+    settings = store_settings("embedded", tmp_path)
+    hostile = tmp_path / "hostile.png"
+    hostile.write_bytes(make_cover((250, 0, 0), 5))
+    rows = themed_rows + [{"id": "x", "title": HOSTILE_TITLE, "artist": "Mallory", "genre": "city", "lyrics": CITY_LYRICS[3] + "\nsecond line", "cover_path": hostile.name}]
+    songspace = open_songspace(settings)
+    Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
+    songspace.close()
+    return settings
+
+
+def use(monkeypatch, settings, services=None) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QDRANT_PATH", str(settings.qdrant_path))
+    monkeypatch.setenv("QDRANT_COLLECTION", settings.collection)
+    monkeypatch.setenv("SONGSPACE_CACHE_DIR", str(settings.cache_dir))
+    monkeypatch.setenv("HTTP_TIMEOUT_S", "2")
+    if settings.qdrant_url:
+        monkeypatch.setenv("QDRANT_URL", settings.qdrant_url)
+    for name, value in (services.env() if services else {}).items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def app():
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    yield at
+    st.cache_resource.clear()  # drop cached clients so each test opens its own store
+
+
+def cards(at: AppTest) -> list[str]:
+    """Card HTML in rank order (the page lays rank r in column r % 3; the tree lists column by column)."""
+    found = [m.value for m in at.markdown if m.value.startswith('<div class="ss-card">')]
+    columns = [len(range(c, len(found), 3)) for c in range(3)]
+    starts = [sum(columns[:c]) for c in range(3)]
+    return [found[starts[r % 3] + r // 3] for r in range(len(found))]
+
+
+def card_titles(at: AppTest) -> list[str]:
+    return [re.search(r"<h4>(.*?)</h4>", card)[1] for card in cards(at)]
+
+
+def card_scores(at: AppTest, modality: str) -> list[float]:
+    return [float(re.search(rf'{modality}<div class="track">.*?</div></div>([-0-9.]+)</div>', c)[1]) for c in cards(at)]
+
+
+def pick_by_title(at: AppTest, query: str, title: str) -> AppTest:
+    at.text_input(key="query").input(query).run()
+    button = next(b for b in at.button if b.label.replace("\\", "").startswith(title))
+    return button.click().run()
+
+
+def test_search_pick_and_recommend(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    assert not app.exception
+    assert "9" in app.sidebar.markdown[0].value  # songs in the store
+    pick_by_title(app, "sea sng 1", "Sea Song 1")  # a typo, different case
+    titles = card_titles(app)
+    assert len(titles) == 8 and "Sea Song 1" not in titles  # never the seed itself
+    assert titles[0].startswith("Sea Song")
+    assert any("Because you chose" in m.value for m in app.markdown)
+
+
+def test_slider_changes_the_order(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    pick_by_title(app, "Sea Song 0", "Sea Song 0")
+    by_lyrics = card_titles(app)
+    app.slider(key="lyrics_weight").set_value(0.0).run()
+    by_cover = card_titles(app)
+    assert by_lyrics != by_cover
+    cover_scores = card_scores(app, "cover")
+    assert cover_scores == sorted(cover_scores, reverse=True)  # ranked by cover alone
+
+
+def test_exclude_artist_and_genre_filter(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    pick_by_title(app, "Sea Song 0", "Sea Song 0")
+    app.checkbox(key="exclude_artist").check().run()
+    assert "Sea Song 2" not in card_titles(app)  # same artist as Sea Song 0
+    app.multiselect(key="genres").select("city").run()
+    assert card_titles(app) and all(t.startswith("City") or t == HOSTILE_TITLE.replace("<", "&lt;").replace(">", "&gt;") for t in card_titles(app))
+
+
+def test_theme_search(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    app.text_input(key="theme").input("sailors on the ocean waves").run()
+    app.button(key="theme-go").click().run()
+    assert card_titles(app)[0].startswith("Sea Song")
+
+
+def test_add_by_hand(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    app.text_input(key="add_title").input("Skyline Nights")
+    app.text_input(key="add_artist").input("Tower Tones")
+    app.text_area(key="add_lyrics").input(CITY_LYRICS[1] + " and " + CITY_LYRICS[2])
+    app.file_uploader(key="add_cover").upload("cover.png", make_cover((90, 90, 90), 11), "image/png")
+    app.form_submit_button[0].click().run()
+    assert not app.exception
+    assert any("added: lyrics given; cover uploaded" in i.value for i in app.info)
+    assert card_titles(app)[0].startswith("City Song")
+    pick_by_title(app, "skyline nights", "Skyline Nights")  # now in the catalogue
+
+
+def test_hostile_title_is_escaped(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    pick_by_title(app, "City Song 0", "City Song 0")
+    html = "".join(m.value for m in app.markdown)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<img src=x" not in html
+    assert "second line" in html and "<br>" in html  # excerpts keep their line breaks
+
+
+def test_unseen_spotify_song_is_added_and_recommends(monkeypatch, catalogue_settings, services, app):
+    use(monkeypatch, catalogue_settings, services)
+    app.run()
+    app.text_input(key="query").input("harbour").run()
+    assert any("not in the catalogue yet" in b.label for b in app.button)
+    app.button(key=f"spotify-{TRACKS[0].id}").click().run()
+    assert not app.exception
+    assert any("added to the catalogue: lyrics from LRCLIB; cover from Spotify" in i.value for i in app.info)
+    assert card_titles(app)[0].startswith("Sea Song")
+    app.text_input(key="query").input("harbour lights").run()
+    assert any(b.label.startswith("Harbour Lights") and "in the catalogue" in b.label for b in app.button)
+
+
+def test_unseen_instrumental_says_cover_only(monkeypatch, catalogue_settings, services, app):
+    use(monkeypatch, catalogue_settings, services)
+    app.run()
+    app.text_input(key="query").input("ambient drift").run()
+    app.button(key=f"spotify-{TRACKS[3].id}").click().run()
+    assert any("recommended by cover only" in i.value for i in app.info)
+    assert card_titles(app)
+
+
+def test_no_spotify_credentials_is_explained(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    app.text_input(key="query").input("anything").run()
+    assert any("SPOTIPY_CLIENT_ID" in c.value for c in app.caption)
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [((503, {}, None), "try again later"), ((429, {"Retry-After": "3600"}, None), "rate limit")],
+)
+def test_spotify_down_or_rate_limited_is_a_short_message(monkeypatch, catalogue_settings, services, app, fault, message):
+    use(monkeypatch, catalogue_settings, services)
+    services.faults["/v1/search"] = [fault] * 6
+    app.run()
+    app.text_input(key="query").input("harbour").run()
+    assert not app.exception
+    assert any(message in w.value for w in app.warning)
+
+
+def test_unreachable_server(monkeypatch, tmp_path, app):
+    use(monkeypatch, store_settings("embedded", tmp_path))
+    monkeypatch.setenv("QDRANT_URL", "http://127.0.0.1:9")
+    app.run()
+    assert not app.exception
+    assert "unreachable" in app.error[0].value and "docker compose" in app.error[0].value
+
+
+def test_locked_store(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    holder = connect(catalogue_settings)
+    try:
+        app.run()
+    finally:
+        holder.close()
+    assert not app.exception
+    assert "open in another process" in app.error[0].value
+
+
+def test_empty_catalogue_points_to_ingestion(monkeypatch, tmp_path, app):
+    use(monkeypatch, store_settings("embedded", tmp_path))
+    app.run()
+    assert not app.exception
+    assert "python -m ingest" in app.warning[0].value
