@@ -64,7 +64,7 @@ def clean_hymn_lyrics(text: str) -> str:
     """Remove ABC notation leftovers (backslashes, underscores, backticks) and verse numbers."""
     text = re.sub(r"\\-?\s*", "-", text.replace("\\-", "-")) if "\\" in text else text
     text = text.replace("_", "").replace("`", "'")
-    text = re.sub(r"(?m)^\s*\d+\.\s*", "", text)
+    text = re.sub(r"(?m)^[ \t]*\d+\.[ \t]*", "", text)
     text = re.sub(r"-\s+(?=[a-z])", "-", text)
     return "\n\n".join(" ".join(line.split()) for line in text.split("\n\n")).strip()
 

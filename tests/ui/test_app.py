@@ -9,8 +9,6 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from ingest.context import open_songspace
-from ingest.pipeline import Ingestor
 from search.index import connect
 from tests.conftest import CITY_LYRICS, make_cover, store_settings
 from tests.fakes import HOSTILE_TITLE, TRACKS
@@ -21,19 +19,6 @@ ENV_NAMES = [
     "SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET", "SPOTIFY_API_URL", "SPOTIFY_AUTH_URL", "LRCLIB_URL",
     "COVER_ALLOWED_HOSTS", "HTTP_TIMEOUT_S",
 ]
-
-
-@pytest.fixture
-def catalogue_settings(tmp_path, themed_rows, write_catalogue):
-    """An embedded store holding the themed songs and one with a hostile title."""
-    settings = store_settings("embedded", tmp_path)
-    hostile = tmp_path / "hostile.png"
-    hostile.write_bytes(make_cover((250, 0, 0), 5))
-    rows = themed_rows + [{"id": "x", "title": HOSTILE_TITLE, "artist": "Mallory", "genre": "city", "lyrics": CITY_LYRICS[3] + "\nsecond line", "cover_path": hostile.name}]
-    songspace = open_songspace(settings)
-    Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
-    songspace.close()
-    return settings
 
 
 def use(monkeypatch, settings, services=None) -> None:
