@@ -24,14 +24,20 @@ WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
 
 
 def precision_at_k(similarity: np.ndarray, labels: np.ndarray, artists: list[frozenset[str]], k: int) -> tuple[float, float]:
-    """Macro and micro label precision@k of a full similarity matrix (rows are queries)."""
+    """Macro and micro label precision@k of a full similarity matrix (rows are queries).
+
+    Songs by the same artist (the query included) are never candidates; where fewer than k
+    candidates remain, precision is over those that do.
+    """
     similarity = similarity.astype(np.float64, copy=True)
     n = len(labels)
     for i in range(n):
-        same_artist = [j for j in range(n) if artists[i] & artists[j]]
-        similarity[i, same_artist] = -np.inf  # includes the song itself
+        same_artist = [j for j in range(n) if artists[i] & artists[j] or i == j]
+        similarity[i, same_artist] = -np.inf
     top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    per_song = (labels[top] == labels[:, None]).mean(axis=1)
+    valid = np.isfinite(np.take_along_axis(similarity, top, axis=1))
+    hits = (labels[top] == labels[:, None]) & valid
+    per_song = hits.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
     per_label = [per_song[labels == label].mean() for label in np.unique(labels)]
     return float(np.mean(per_label)), float(per_song.mean())
 
