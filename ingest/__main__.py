@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("catalogue", type=Path, help="CSV, Parquet or JSON-lines catalogue")
     parser.add_argument("--collection", help="collection name (default: QDRANT_COLLECTION)")
     parser.add_argument("--limit", type=int, help="ingest only the first N rows")
-    parser.add_argument("--batch-size", type=int, default=32, help="songs embedded and upserted together")
+    parser.add_argument("--batch-size", type=int, default=128, help="songs embedded and upserted together")
     parser.add_argument("--dry-run", action="store_true", help="validate and report; store nothing")
     parser.add_argument(
         "--rename", action="append", default=[], metavar="COLUMN=FIELD",

@@ -65,12 +65,12 @@ class CoverFetcher:
                 raise CoverError(f"cover host {host!r} resolves to a non-public address {sockaddr[0]}")
 
     def fetch(self, url: str) -> bytes:
-        """The bytes of a cover URL, from the disk cache or the network, checked to be an image."""
+        """The bytes of a cover URL, from the disk cache or the network, checked to be an image (by its header)."""
         cached = self.cache_dir / hashlib.sha256(url.encode()).hexdigest()
         if cached.is_file():
             return cached.read_bytes()
         data = self._download(url)
-        self.decode(data)
+        self.check(data)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".part")
         partial.write_bytes(data)
@@ -115,13 +115,13 @@ class CoverFetcher:
         raise CoverError(f"cover URL redirected more than {MAX_REDIRECTS} times")
 
     def read_file(self, path: Path) -> bytes:
-        """The bytes of a local cover file, checked to be an image."""
+        """The bytes of a local cover file, checked to be an image (by its header)."""
         if not path.is_file():
             raise CoverError(f"cover file {path} does not exist")
         if path.stat().st_size > self.max_bytes:
             raise CoverError(f"cover file {path} is over the {self.max_bytes}-byte cap")
         data = path.read_bytes()
-        self.decode(data)
+        self.check(data)
         return data
 
     def load(self, ref: str, base_dir: Path | None = None) -> bytes:
@@ -134,8 +134,8 @@ class CoverFetcher:
         return self.read_file(path)
 
     @staticmethod
-    def decode(data: bytes) -> Image.Image:
-        """Decode image bytes to RGB, refusing non-images and images with too many pixels."""
+    def check(data: bytes) -> Image.Image:
+        """Open image bytes lazily (header only), refusing non-images and too many pixels."""
         try:
             image = Image.open(io.BytesIO(data))
         except (UnidentifiedImageError, OSError) as error:
@@ -143,6 +143,12 @@ class CoverFetcher:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise CoverError(f"cover is {width}x{height} pixels, over the {MAX_PIXELS}-pixel cap")
+        return image
+
+    @classmethod
+    def decode(cls, data: bytes) -> Image.Image:
+        """Decode checked image bytes to RGB."""
+        image = cls.check(data)
         try:
             return image.convert("RGB")
         except (OSError, Image.DecompressionBombError) as error:

@@ -103,7 +103,7 @@ class Ingestor:
         index: SongIndex,
         embedder: Embedder,
         fetcher: CoverFetcher,
-        batch_size: int = 32,
+        batch_size: int = 128,
         workers: int = 4,
         progress: bool = True,
     ) -> None:
@@ -130,13 +130,13 @@ class Ingestor:
                 prepared.payload["cover_path"] = str((base_dir / path if base_dir else path).resolve())
             try:
                 data = self.fetcher.load(song.cover, base_dir)
+                cover_hash = bytes_hash(data)
+                if not self.embedder.cached(COVER, [cover_hash]):
+                    prepared.cover_tensor = self.embedder.image.preprocess(self.fetcher.decode(data))
             except CoverError as error:
                 prepared.cover_problem = str(error)
                 return prepared
-            cover_hash = bytes_hash(data)
             prepared.payload[COVER_HASH] = cover_hash
-            if not self.embedder.cached(COVER, [cover_hash]):
-                prepared.cover_tensor = self.embedder.image.preprocess(self.fetcher.decode(data))
         return prepared
 
     def _prepared(
