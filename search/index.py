@@ -291,8 +291,10 @@ class SongIndex:
         vector: np.ndarray,
         limit: int,
         query_filter: models.Filter | None = None,
+        with_vectors: list[str] | None = None,
     ) -> list[models.ScoredPoint]:
-        """Nearest songs to `vector` in one modality, best first, with cosine scores."""
+        """Nearest songs to `vector` in one modality, best first, with cosine scores (and the
+        stored vectors named in `with_vectors`)."""
         return self.client.query_points(
             self.collection,
             query=vector.tolist(),
@@ -300,4 +302,5 @@ class SongIndex:
             limit=limit,
             query_filter=query_filter,
             with_payload=False,
+            with_vectors=with_vectors or False,
         ).points

@@ -22,6 +22,10 @@ from qdrant_client import models
 
 from search.index import COVER, LYRICS, MODALITIES, SongIndex, SongPoint
 
+# Candidates whose missing vectors are fetched at a time, best bound first: small chunks let the
+# k-th score rise, and stop the fetching, early.
+RESOLVE_CHUNK = 16
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -34,7 +38,11 @@ class Filters:
     exclude_ids: tuple[str, ...] = ()
 
     def to_qdrant(self) -> models.Filter | None:
-        """The same constraints as a Qdrant filter (None when there are none)."""
+        """The payload constraints as a Qdrant filter (None when there are none).
+
+        Excluded ids are left out here and dropped from the hits instead: the embedded store
+        evaluates filters point by point in Python, which would dominate every query.
+        """
         must: list[Any] = []
         must_not: list[Any] = []
         if self.genres:
@@ -48,8 +56,6 @@ class Filters:
             must_not.append(
                 models.FieldCondition(key="artists", match=models.MatchAny(any=list(self.exclude_artists)))
             )
-        if self.exclude_ids:
-            must_not.append(models.HasIdCondition(has_id=list(self.exclude_ids)))
         if not must and not must_not:
             return None
         return models.Filter(must=must or None, must_not=must_not or None)
@@ -158,35 +164,87 @@ def _rescore(points: list[SongPoint], query: Query, weights: dict[str, float]) -
             vector = point.vectors.get(modality)
             q = query.vectors.get(modality)
             scores[modality] = None if vector is None or q is None else float(vector @ q)
-        fused = sum(w * (scores[m] or 0.0) for m, w in weights.items())
-        scored.append(_Scored(point, scores, fused))
+        scored.append(_Scored(point, scores, _fused(scores, weights)))
     scored.sort(key=lambda s: -s.fused)
     return scored
+
+
+def _fused(scores: dict[str, float | None], weights: dict[str, float]) -> float:
+    return sum(w * (scores.get(m) or 0.0) for m, w in weights.items())
 
 
 def exact_top(
     index: SongIndex, query: Query, weights: dict[str, float], k: int, start_limit: int | None = None
 ) -> list[_Scored]:
-    """The exact top `k` songs by fused score over the filtered collection (threshold algorithm)."""
+    """The exact top `k` songs by fused score over the filtered collection.
+
+    A threshold algorithm with bounded random access: each weighted modality's top N comes from
+    Qdrant with scores. A song in every list is scored exactly; a song in some lists has an upper
+    bound (the last score of each list it is missing from), and only songs whose bound could still
+    reach the top k have their missing vectors fetched. The answer stands once the k-th exact
+    score is at least every remaining bound and the bound of songs outside all lists; else N grows.
+    """
     if not query.vectors:
         raise ValueError("the query has neither a lyrics nor a cover vector")
     qfilter = query.filters.to_qdrant()
-    limit = start_limit or max(4 * k, 64)
+    excluded = set(query.filters.exclude_ids)
+    limit = start_limit or max(32 * k, 512)
     while True:
-        candidates: dict[str, None] = {}
-        bound = 0.0
-        exhausted = True
-        for modality, weight in weights.items():
-            hits = index.search(modality, query.vectors[modality], limit, qfilter)
-            candidates.update((str(h.id), None) for h in hits)
-            if len(hits) == limit:
-                exhausted = False
-                # Outside this list a song scores at most the last hit, or 0 if it lacks the vector.
-                bound += weight * max(hits[-1].score, 0.0)
-        scored = _rescore(index.get(list(candidates)), query, weights)
-        if exhausted or (len(scored) >= k and scored[k - 1].fused >= bound):
-            return scored[:k]
-        limit *= 2
+        known: dict[str, dict[str, float | None]] = {}
+        last: dict[str, float | None] = {}  # None: the list holds every song with that vector
+        for modality in weights:
+            hits = index.search(modality, query.vectors[modality], limit + len(excluded), qfilter)
+            hits = [hit for hit in hits if str(hit.id) not in excluded][:limit]
+            for hit in hits:
+                known.setdefault(str(hit.id), {})[modality] = hit.score
+            # Outside this list a song scores at most the last hit, or 0 if it lacks the vector.
+            last[modality] = max(hits[-1].score, 0.0) if len(hits) == limit else None
+        exact = _resolve(index, query, weights, known, last, k)
+        outside = sum(w * (last[m] or 0.0) for m, w in weights.items())
+        complete = all(bound is None for bound in last.values())
+        if complete or (len(exact) >= k and exact[k - 1][1] >= outside):
+            return _rescore(index.get([point_id for point_id, _ in exact[:k]]), query, weights)
+        limit *= 4
+
+
+def _resolve(
+    index: SongIndex,
+    query: Query,
+    weights: dict[str, float],
+    known: dict[str, dict[str, float | None]],
+    last: dict[str, float | None],
+    k: int,
+) -> list[tuple[str, float]]:
+    """Exact fused scores, best first, for every candidate that could be in the top k."""
+    def upper(scores: dict[str, float | None]) -> float:
+        return sum(w * (scores[m] or 0.0) if m in scores else w * (last[m] or 0.0) for m, w in weights.items())
+
+    exact: dict[str, float] = {}
+    partial: dict[str, float] = {}
+    for point_id, scores in known.items():
+        if all(m in scores or last[m] is None for m in weights):  # an exhausted list means: no vector
+            exact[point_id] = upper(scores)
+        else:
+            partial[point_id] = upper(scores)
+    pending = sorted(partial, key=lambda i: -partial[i])
+    while pending:
+        ranked = sorted(exact.values(), reverse=True)
+        kth = ranked[k - 1] if len(ranked) >= k else -np.inf
+        batch = [i for i in pending[:RESOLVE_CHUNK] if partial[i] >= kth]
+        if not batch:
+            break
+        pending = pending[len(batch):] if len(batch) == len(pending[:RESOLVE_CHUNK]) else []
+        missing = sorted({m for i in batch for m in weights if m not in known[i]})
+        records = index.client.retrieve(index.collection, ids=batch, with_payload=False, with_vectors=missing)
+        for record in records:
+            scores = known[str(record.id)]
+            vectors = record.vector if isinstance(record.vector, dict) else {}
+            for modality in missing:
+                if modality not in scores:
+                    vector = vectors.get(modality)
+                    scores[modality] = None if vector is None else float(np.asarray(vector, dtype=np.float32) @ query.vectors[modality])
+            exact[str(record.id)] = upper(scores)
+    return sorted(exact.items(), key=lambda item: -item[1])
 
 
 def _mmr(scored: list[_Scored], weights: dict[str, float], k: int, diversity: float) -> list[_Scored]:
