@@ -32,6 +32,9 @@ def songspace_for(settings: Settings) -> Songspace:
     """The store, collection and both encoders: opened once per process, shared by every visitor."""
     songspace = open_songspace(settings, create=False)
     songspace.embedder.load()
+    first = next(iter(songspace.index.scroll_payloads([])), None)
+    if first is not None:  # one query now, so the first visitor's click does not pay for warm-up
+        recommend(songspace.index, seed_query(songspace.index.get([first[0]])), 0.5, 3)
     return songspace
 
 
