@@ -89,6 +89,10 @@ def main() -> None:
                 expect(page.locator(".ss-card")).to_have_count(9, timeout=30_000)
                 unseen = time.perf_counter() - started
                 if args.screenshot:
+                    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+                    page.mouse.move(640, 400)
+                    page.mouse.wheel(0, -10_000)
+                    time.sleep(1)
                     page.screenshot(path=str(args.screenshot))
                 browser.close()
             memory = memory_mb(app.pid)

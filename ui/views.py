@@ -11,11 +11,11 @@ from search.recommend import Recommendation
 
 STYLE = """
 <style>
-  .block-container { max-width: 1180px; padding-top: 1.6rem; }
+  .block-container { max-width: 1180px; padding-top: 3.2rem; }
   .ss-header { display: flex; align-items: baseline; gap: .8rem; flex-wrap: wrap; margin-bottom: .4rem; }
-  .ss-header h1 { font-size: 2.4rem !important; font-weight: 800; padding: 0 !important; margin: 0; letter-spacing: -.02em;
-                  background: linear-gradient(90deg, #7b5cff, #ff5c8a); -webkit-background-clip: text;
-                  -webkit-text-fill-color: transparent; }
+  .ss-title { font-size: 2.4rem; font-weight: 800; line-height: 1.1; letter-spacing: -.02em;
+               background: linear-gradient(90deg, #7b5cff, #ff5c8a); -webkit-background-clip: text;
+               background-clip: text; -webkit-text-fill-color: transparent; }
   .ss-header span { color: #8a8aa0; font-size: .95rem; }
   .ss-card h4 { margin: .3rem 0 0; font-size: 1.02rem; line-height: 1.25; word-break: break-word; }
   .ss-card .meta { color: #8a8aa0; font-size: .85rem; margin-bottom: .35rem; word-break: break-word; }
@@ -52,7 +52,7 @@ def safe_link(url: str | None) -> str | None:
 def header_html() -> str:
     """The page header."""
     return (
-        '<div class="ss-header"><h1>Songspace</h1>'
+        '<div class="ss-header"><div class="ss-title">Songspace</div>'
         "<span>songs alike in their lyrics and their album art</span></div>"
     )
 
