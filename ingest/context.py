@@ -8,7 +8,7 @@ from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder, resolve_encoders
 from ingest.embedding_cache import EmbeddingCache
 from search.index import LYRICS, SongIndex, connect
-from search.recommend import Filters, Query
+from search.recommend import Filters, Query, vectors_query
 from search.settings import Settings
 
 
@@ -24,8 +24,7 @@ class Songspace:
 
     def text_query(self, text: str, filters: Filters | None = None) -> Query:
         """A query for songs whose lyrics match a description, embedded with the collection's encoder."""
-        vector = self.embedder.text.encode([text])[0]
-        return Query({LYRICS: self.index.to_index_space(LYRICS, vector)}, filters or Filters())
+        return vectors_query(self.index, {LYRICS: self.embedder.text.encode([text])[0]}, filters or Filters())
 
     def close(self) -> None:
         """Release the store (the embedded store admits one process at a time) and the cache."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,8 +22,10 @@ from ingest.encoders import (
     image_encoder,
     text_encoder,
 )
-from search.index import IndexEncoders, SongIndex
+from search.index import COVER, LYRICS, IndexEncoders, SongIndex
 from search.settings import Settings
+
+T = TypeVar("T")
 
 
 def lyrics_hash(lyrics: str) -> str:
@@ -82,41 +86,33 @@ class Embedder:
         """Load both models now rather than on first use."""
         self.text, self.image  # noqa: B018 (the properties load and cache the models)
 
-    @property
-    def _text_key(self) -> str:
-        return f"{self.encoders.text}/{self.encoders.long_text}"
+    def _cache_key(self, modality: str) -> str:
+        if modality == LYRICS:
+            return f"{self.encoders.text}/{self.encoders.long_text}"
+        return self.encoders.image
 
     def cached(self, modality: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Vectors already in the cache for these content hashes."""
         if self.cache is None or not hashes:
             return {}
-        key = self._text_key if modality == "lyrics" else self.encoders.image
-        return self.cache.get_many(key, hashes)
+        return self.cache.get_many(self._cache_key(modality), hashes)
+
+    def _vectors(self, modality: str, inputs: dict[str, T], encode: Callable[[list[T]], np.ndarray]) -> dict[str, np.ndarray]:
+        found = self.cached(modality, list(inputs))
+        missing = [h for h in inputs if h not in found]
+        if missing:
+            started = time.perf_counter()
+            fresh = dict(zip(missing, encode([inputs[h] for h in missing])))
+            self.model_seconds += time.perf_counter() - started
+            if self.cache is not None:
+                self.cache.put_many(self._cache_key(modality), fresh)
+            found.update(fresh)
+        return found
 
     def lyrics_vectors(self, lyrics_by_hash: dict[str, str]) -> dict[str, np.ndarray]:
         """One vector per lyrics hash, from the cache or the text encoder."""
-        found = self.cached("lyrics", list(lyrics_by_hash))
-        missing = [h for h in lyrics_by_hash if h not in found]
-        if missing:
-            started = time.perf_counter()
-            vectors = self.text.encode([lyrics_by_hash[h] for h in missing])
-            self.model_seconds += time.perf_counter() - started
-            fresh = dict(zip(missing, vectors))
-            if self.cache is not None:
-                self.cache.put_many(self._text_key, fresh)
-            found.update(fresh)
-        return found
+        return self._vectors(LYRICS, lyrics_by_hash, self.text.encode)
 
     def cover_vectors(self, tensors_by_hash: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """One vector per cover hash, from the cache or the image encoder (inputs preprocessed)."""
-        found = self.cached("cover", list(tensors_by_hash))
-        missing = [h for h in tensors_by_hash if h not in found]
-        if missing:
-            started = time.perf_counter()
-            vectors = self.image.encode_tensors([tensors_by_hash[h] for h in missing])
-            self.model_seconds += time.perf_counter() - started
-            fresh = dict(zip(missing, vectors))
-            if self.cache is not None:
-                self.cache.put_many(self.encoders.image, fresh)
-            found.update(fresh)
-        return found
+        return self._vectors(COVER, tensors_by_hash, self.image.encode_tensors)

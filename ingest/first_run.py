@@ -31,6 +31,15 @@ def stamp_path(settings: Settings) -> Path:
     return settings.cache_dir.parent / "state" / f"ingested-{key}.json"
 
 
+def stored_count(settings: Settings) -> int:
+    """How many songs the collection holds (0 when it does not exist)."""
+    client = connect(settings)
+    try:
+        return SongIndex(client, settings.collection).count()
+    finally:
+        client.close()
+
+
 def already_ingested(settings: Settings, catalogue: Path, digest: str) -> int | None:
     """The song count if this catalogue, unchanged, is already in the collection; else None."""
     try:
@@ -39,11 +48,7 @@ def already_ingested(settings: Settings, catalogue: Path, digest: str) -> int | 
         return None
     if stamp.get("catalogue") != str(catalogue.resolve()) or stamp.get("digest") != digest:
         return None
-    client = connect(settings)
-    try:
-        count = SongIndex(client, settings.collection).count()
-    finally:
-        client.close()
+    count = stored_count(settings)
     return count if count == stamp.get("count") and count > 0 else None
 
 
@@ -69,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     status = ingest_main([str(catalogue)])
     if status != 0:
         return status
-    client = connect(settings)
-    try:
-        count = SongIndex(client, settings.collection).count()
-    finally:
-        client.close()
+    count = stored_count(settings)
     path = stamp_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"catalogue": str(catalogue.resolve()), "digest": digest, "count": count}))

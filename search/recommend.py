@@ -135,6 +135,11 @@ def seed_query(
     return Query(vectors, filters)
 
 
+def vectors_query(index: SongIndex, vectors: dict[str, np.ndarray], filters: Filters = Filters()) -> Query:
+    """A query from a new song's encoder vectors (either or both), mapped into the index's space."""
+    return Query({m: index.to_index_space(m, v) for m, v in vectors.items()}, filters)
+
+
 def normalised_weights(query: Query, lyrics_weight: float, cover_weight: float | None = None) -> dict[str, float]:
     """Weights over the modalities the query has, summing to 1."""
     if cover_weight is None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from ingest.catalogue import read_catalogue
 from search.index import COVER, LYRICS, SongIndex, connect
 from tests.conftest import store_settings
-from tests.ui.test_browser import free_port
+from tests.ui.test_browser import free_port, wait_healthy
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT / "data" / "sample" / "hymns.csv"
@@ -36,17 +35,8 @@ def start(settings, port: int) -> tuple[subprocess.Popen, float]:
         ["./start.sh"], cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
-    deadline = started + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"start.sh exited with {process.returncode}: {process.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return process, time.monotonic() - started
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("the page never became healthy")
+    wait_healthy(f"http://127.0.0.1:{port}", process, timeout=600)
+    return process, time.monotonic() - started
 
 
 def stop(process: subprocess.Popen) -> str:

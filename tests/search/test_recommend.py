@@ -7,7 +7,7 @@ import pytest
 
 from search.index import COVER, LYRICS, IndexEncoders, SongIndex, SongPoint, connect, song_point_id
 from tests.conftest import STORES, drop_collection, store_settings
-from search.recommend import Filters, Query, exact_top, normalised_weights, recommend, seed_query
+from search.recommend import Filters, Query, exact_top, normalised_weights, recommend, seed_query, vectors_query
 
 N_SONGS = 2000
 DIMS = {LYRICS: 384, COVER: 1280}
@@ -213,3 +213,20 @@ def test_embedded_store_and_server_agree(tmp_path, catalogue):
         for index in indexes:
             index.client.close()
         drop_collection(server)
+
+
+def test_a_new_songs_vectors_are_queried_in_the_index_space(tmp_path):
+    settings = store_settings("embedded", tmp_path)
+    index = SongIndex(connect(settings), settings.collection)
+    try:
+        index.ensure(IndexEncoders("t", 3, "i", 2))
+        centre = np.array([0.5, 0.0, 0.0], dtype=np.float32)
+        index.set_centres({LYRICS: centre})
+        stored = SongPoint("00000000-0000-0000-0000-00000000000a", {"title": "A"}, {LYRICS: np.array([0.6, 0.8, 0.0], dtype=np.float32)})
+        index.upsert([stored])
+        query = vectors_query(index, {LYRICS: np.array([0.6, 0.8, 0.0], dtype=np.float32)})
+        (result,) = recommend(index, query, 1.0, k=1)
+        assert result.lyrics_score == pytest.approx(1.0, abs=1e-6)  # the same song, centred the same way
+        assert not np.allclose(query.vectors[LYRICS], [0.6, 0.8, 0.0])
+    finally:
+        index.client.close()
