@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except CatalogueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was stored stays; run the same command again to finish", file=sys.stderr)
+        return 130
     finally:
         songspace.close()
     for line in summary.lines():
