@@ -74,7 +74,6 @@ def main() -> None:
 
 
 def measure(index, lyrics, covers, has_cover, rng, queries: int) -> dict:
-    n = len(lyrics)
     seeds = [int(i) for i in rng.choice(np.flatnonzero(has_cover), queries, replace=False)]
     timings: dict[str, list[float]] = defaultdict(list)
     parts: dict[str, float] = defaultdict(float)

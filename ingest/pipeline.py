@@ -116,10 +116,7 @@ class Ingestor:
 
     def prepare(self, song: Song, base_dir: Path | None, source: str) -> PreparedSong:
         """Hash a song's content and, if its cover is new, load and preprocess it (runs in threads)."""
-        point_id = song_point_id(
-            spotify_id=song.spotify_id, song_id=song.song_id, artists=song.artists, title=song.title
-        )
-        prepared = PreparedSong(song, point_id, song_payload(song, source))
+        prepared = PreparedSong(song, self._id(song), song_payload(song, source))
         if song.lyrics:
             prepared.payload[LYRICS_HASH] = lyrics_hash(song.lyrics)
         if song.cover:

@@ -94,6 +94,8 @@ def card_html(result: Recommendation) -> str:
 
 def cover_source(payload: dict[str, Any]) -> str | None:
     """What st.image can show for a song's cover: a local file that exists, or an http(s) URL."""
+    if "cover_hash" not in payload:  # the cover could not be used
+        return None
     path = payload.get("cover_path")
     if path and Path(path).is_file():
         return path
