@@ -13,7 +13,7 @@ from ingest.context import open_songspace
 from ingest.encoders import EncoderUnavailable
 from ingest.pipeline import Ingestor
 from ingest.spotify import SpotifyClient, SpotifyError
-from search.index import IndexError_
+from search.index import SongIndexError
 from search.settings import load_settings
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         songspace = open_songspace(settings)
-    except (IndexError_, EncoderUnavailable) as error:
+    except (SongIndexError, EncoderUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
     print(f"{settings.store_label}, collection {settings.collection!r}: {songspace.notice}", file=sys.stderr)

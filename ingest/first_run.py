@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from search.index import IndexError_, SongIndex, connect
+from search.index import SongIndexError, SongIndex, connect
 from search.settings import Settings, load_settings
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = catalogue_digest(catalogue)
     try:
         count = already_ingested(settings, catalogue, digest)
-    except IndexError_ as error:
+    except SongIndexError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
     if count is not None:

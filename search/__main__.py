@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ingest.context import EmptyCatalogue, open_songspace
     from ingest.encoders import EncoderUnavailable
-    from search.index import IndexError_
+    from search.index import SongIndexError
 
     settings = load_settings()
     if args.collection:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     filters = Filters(genres=tuple(args.genre), years=parse_years(args.year))
     try:
         songspace = open_songspace(settings, create=bool(args.spotify))
-    except (IndexError_, EncoderUnavailable, EmptyCatalogue) as error:
+    except (SongIndexError, EncoderUnavailable, EmptyCatalogue) as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
     try:

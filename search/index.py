@@ -29,15 +29,15 @@ INDEXED_FIELDS = {
 _ID_NAMESPACE = uuid.UUID("5d0b7f0e-3c55-4c8e-9a7e-1f3c2b9a6d41")
 
 
-class IndexError_(RuntimeError):
+class SongIndexError(RuntimeError):
     """Base for index problems that users can act on."""
 
 
-class StoreUnavailable(IndexError_):
+class StoreUnavailable(SongIndexError):
     """The Qdrant store cannot be opened: a server is unreachable or the embedded store is locked."""
 
 
-class EncoderMismatch(IndexError_):
+class EncoderMismatch(SongIndexError):
     """The collection was built with other encoders than the ones asked for."""
 
 

@@ -13,7 +13,7 @@ from ingest.encoders import EncoderUnavailable
 from ingest.lrclib import LrclibClient
 from ingest.spotify import SpotifyClient, SpotifyError
 from ingest.unseen import UnseenSongError, add_spotify_track, add_user_song
-from search.index import IndexError_, song_point_id
+from search.index import SongIndexError, song_point_id
 from search.recommend import Filters, Query, recommend, seed_query
 from search.settings import Settings, load_settings
 from search.titles import TitleIndex
@@ -69,7 +69,7 @@ def open_or_stop(settings: Settings) -> Songspace:
     except EmptyCatalogue as error:
         st.warning(f"The catalogue is empty. {error}.")
         st.stop()
-    except IndexError_ as error:
+    except SongIndexError as error:
         st.error(str(error))
         st.stop()
     except EncoderUnavailable as error:
