@@ -47,6 +47,6 @@ def open_songspace(settings: Settings, create: bool = True) -> Songspace:
             "catalogue with `python -m ingest CATALOGUE` (for example data/sample/hymns.csv)"
         )
     encoders, notice = resolve_encoders(settings, index)
-    index.ensure(encoders)
+    index.ensure(encoders, notice)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     return Songspace(settings, index, Embedder(encoders, settings, cache), CoverFetcher(settings), notice)

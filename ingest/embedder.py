@@ -55,7 +55,10 @@ def resolve_encoders(settings: Settings, index: SongIndex) -> tuple[IndexEncoder
                 f"TEXT_ENCODER={settings.text_encoder} but collection {index.collection!r} was "
                 f"built with {recorded.text}; unset it or choose another collection"
             )
-        return recorded, f"encoders {recorded.text} + {recorded.image}, as recorded in the collection"
+        chosen = index.encoder_notice
+        return recorded, f"encoders {recorded.text} + {recorded.image}, as recorded in the collection" + (
+            f" (chosen at creation: {chosen})" if chosen else ""
+        )
     image_name, notice = choose_image_encoder(settings.image_encoder, settings.resnet50_weights)
     text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER, settings.lyrics_long_text)
     image = image_encoder(image_name, settings.resnet50_weights)

@@ -142,8 +142,9 @@ class SongIndex:
             self._encoders = IndexEncoders.from_metadata(info.config.metadata)
         return self._encoders
 
-    def ensure(self, encoders: IndexEncoders) -> None:
-        """Create the collection for `encoders`, or check that it was built with them."""
+    def ensure(self, encoders: IndexEncoders, notice: str = "") -> None:
+        """Create the collection for `encoders` (recording why they were chosen), or check that it
+        was built with them."""
         recorded = self.encoders
         if recorded is not None:
             if recorded != encoders:
@@ -164,13 +165,20 @@ class SongIndex:
                 modality: models.VectorParams(size=encoders.dim(modality), distance=models.Distance.COSINE)
                 for modality in MODALITIES
             },
-            metadata=encoders.to_metadata(),
+            metadata={**encoders.to_metadata(), "encoder_notice": notice},
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
             for name, schema in INDEXED_FIELDS.items():
                 self.client.create_payload_index(self.collection, name, field_schema=schema)
         self._encoders = encoders
+
+    @property
+    def encoder_notice(self) -> str:
+        """Why the collection's encoders were chosen when it was created ("" if not recorded)."""
+        if not self.exists():
+            return ""
+        return str((self.client.get_collection(self.collection).config.metadata or {}).get("encoder_notice", ""))
 
     @property
     def centres(self) -> dict[str, np.ndarray] | None:

@@ -106,6 +106,8 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
             f"{'server ' + text(settings.qdrant_url) if settings.qdrant_url else 'embedded: ' + text(settings.qdrant_path)}  \n"
             f"encoders: {text(encoders.text)} + {text(encoders.image)}"
         )
+        if songspace.index.encoder_notice:
+            st.caption(songspace.index.encoder_notice)
         if settings.qdrant_url:
             st.markdown(f"[Open the Qdrant dashboard]({settings.qdrant_url.rstrip('/')}/dashboard)")
     return {

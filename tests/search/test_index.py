@@ -94,3 +94,12 @@ def test_unreachable_server_gives_a_clear_message():
 
     with pytest.raises(StoreUnavailable, match="unreachable"):
         connect(Settings(qdrant_url="http://127.0.0.1:9"))
+
+
+def test_collection_records_why_its_encoders_were_chosen(settings):
+    index = SongIndex(connect(settings), settings.collection)
+    try:
+        index.ensure(ENCODERS, "cover encoder efficientnet-lite0, because resnet50's weights are missing")
+        assert "because resnet50" in SongIndex(index.client, settings.collection).encoder_notice
+    finally:
+        index.client.close()

@@ -69,6 +69,7 @@ def test_search_pick_and_recommend(monkeypatch, catalogue_settings, app):
     app.run()
     assert not app.exception
     assert "9" in app.sidebar.markdown[0].value  # songs in the store
+    assert any("cover encoder" in c.value for c in app.sidebar.caption)  # which encoder, and why
     pick_by_title(app, "sea sng 1", "Sea Song 1")  # a typo, different case
     titles = card_titles(app)
     assert len(titles) == 8 and "Sea Song 1" not in titles  # never the seed itself
