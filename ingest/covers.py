@@ -6,6 +6,7 @@ import hashlib
 import io
 import ipaddress
 import socket
+import uuid
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -72,7 +73,8 @@ class CoverFetcher:
         data = self._download(url)
         self.check(data)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(".part")
+        # A name of its own per writer: two threads may fetch the same URL at once.
+        partial = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.part")
         partial.write_bytes(data)
         partial.replace(cached)
         return data

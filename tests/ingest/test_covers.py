@@ -123,3 +123,14 @@ def test_local_files_are_read_relative_to_the_catalogue(fetcher, tmp_path):
     assert fetcher.load("covers/x.png", tmp_path).startswith(b"\x89PNG")
     with pytest.raises(CoverError, match="does not exist"):
         fetcher.load("covers/none.png", tmp_path)
+
+
+def test_the_same_url_fetched_by_many_threads_at_once(fetcher, cover_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = make_cover((1, 100, 200), 6)
+    cover_server.files["/shared.png"] = (200, "image/png", body)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: fetcher.fetch(f"{cover_server.url}/shared.png"), range(16)))
+    assert all(result == body for result in results)
+    assert not list(fetcher.cache_dir.glob("*.part"))
