@@ -144,6 +144,8 @@ class Ingestor:
             return [pool.submit(self.prepare, s, base_dir, source) for s in batch]
 
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]
+        if any(song.cover for song in songs):
+            self.embedder.image  # noqa: B018 (load the cover encoder here, not once per thread)
         with ThreadPoolExecutor(self.workers) as pool:
             pending: deque[list[Future[PreparedSong]]] = deque()
             for batch in batches:
