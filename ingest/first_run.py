@@ -11,17 +11,19 @@ import json
 import sys
 from pathlib import Path
 
-from search.index import SongIndexError, SongIndex, connect
+from ingest.catalogue import CatalogueError, read_catalogue
+from search.index import SongIndex, SongIndexError, connect
 from search.settings import Settings, load_settings
 
 
 def catalogue_digest(catalogue: Path) -> str:
-    """Hash of the catalogue file and of the local files next to it that it may name (covers)."""
+    """Hash of the catalogue file and of the size and time of each local cover file it names."""
     digest = hashlib.sha256(catalogue.read_bytes())
-    for path in sorted(catalogue.parent.rglob("*")):
-        if path.is_file() and path != catalogue:
-            stat = path.stat()
-            digest.update(f"{path.relative_to(catalogue.parent)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    songs, _ = read_catalogue(catalogue)
+    for cover in sorted({s.cover for s in songs if s.cover and "://" not in s.cover}):
+        path = catalogue.parent / Path(cover).expanduser()
+        stat = path.stat() if path.is_file() else None
+        digest.update(f"{cover}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     catalogue = Path(args[0])
     settings = load_settings()
-    digest = catalogue_digest(catalogue)
+    try:
+        digest = catalogue_digest(catalogue)
+    except CatalogueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         count = already_ingested(settings, catalogue, digest)
     except SongIndexError as error:

@@ -20,7 +20,7 @@ from ingest.covers import CoverError, CoverFetcher
 from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.enrich import EnrichSummary, enrich
 from ingest.spotify import SpotifyClient
-from search.index import COVER, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id
+from search.index import COVER, LYRICS, SongIndex, SongPoint, song_point_id
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
@@ -89,7 +89,6 @@ def song_payload(song: Song, source: str) -> dict[str, Any]:
         "spotify_url": song.spotify_url,
         "lyrics_excerpt": song.lyrics[:EXCERPT_CHARS] if song.lyrics else None,
         "source": source,
-        "search_text": normalise_text(f"{song.title} {' '.join(song.artists)}"),
         **song.extra,
     }
     return {key: value for key, value in payload.items() if value is not None}

@@ -127,20 +127,25 @@ class SongIndex:
     def __init__(self, client: QdrantClient, collection: str) -> None:
         self.client = client
         self.collection = collection
-        self._encoders: IndexEncoders | None = None
-        self._centres: dict[str, np.ndarray] | None = None
+        self._metadata: dict[str, Any] | None = None
+        self._centres: dict[str, np.ndarray] | None = None  # the recorded centres, as arrays
 
     def exists(self) -> bool:
         """Whether the collection has been created."""
         return self.client.collection_exists(self.collection)
 
+    def metadata(self) -> dict[str, Any]:
+        """The collection's metadata ({} before it exists), read once: what it records never changes."""
+        if self._metadata is None:
+            if not self.exists():
+                return {}
+            self._metadata = dict(self.client.get_collection(self.collection).config.metadata or {})
+        return self._metadata
+
     @property
     def encoders(self) -> IndexEncoders | None:
         """The encoders recorded in the collection, or None if it does not exist yet."""
-        if self._encoders is None and self.exists():
-            info = self.client.get_collection(self.collection)
-            self._encoders = IndexEncoders.from_metadata(info.config.metadata)
-        return self._encoders
+        return IndexEncoders.from_metadata(self.metadata())
 
     def ensure(self, encoders: IndexEncoders, notice: str = "") -> None:
         """Create the collection for `encoders` (recording why they were chosen), or check that it
@@ -167,18 +172,16 @@ class SongIndex:
             },
             metadata={**encoders.to_metadata(), "encoder_notice": notice},
         )
+        self._metadata = None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
             for name, schema in INDEXED_FIELDS.items():
                 self.client.create_payload_index(self.collection, name, field_schema=schema)
-        self._encoders = encoders
 
     @property
     def encoder_notice(self) -> str:
         """Why the collection's encoders were chosen when it was created ("" if not recorded)."""
-        if not self.exists():
-            return ""
-        return str((self.client.get_collection(self.collection).config.metadata or {}).get("encoder_notice", ""))
+        return str(self.metadata().get("encoder_notice", ""))
 
     @property
     def centres(self) -> dict[str, np.ndarray] | None:
@@ -188,20 +191,18 @@ class SongIndex:
         shares, which measurably sharpens both modalities (see the README's quality table).
         An empty dict means the collection is stored without centring.
         """
-        if self._centres is None and self.exists():
-            metadata = self.client.get_collection(self.collection).config.metadata or {}
-            if "centres" in metadata:
-                self._centres = {m: np.asarray(v, dtype=np.float32) for m, v in metadata["centres"].items()}
+        if self._centres is None and "centres" in self.metadata():
+            self._centres = {m: np.asarray(v, dtype=np.float32) for m, v in self.metadata()["centres"].items()}
         return self._centres
 
     def set_centres(self, centres: dict[str, np.ndarray]) -> None:
         """Record the centres once, before the first song is stored; they never change after."""
         if self.centres is not None:
             raise ValueError(f"collection {self.collection!r} already has its centres")
-        self.client.update_collection(
-            self.collection, metadata={"centres": {m: v.tolist() for m, v in centres.items()}}
-        )
-        self._centres = {m: np.asarray(v, dtype=np.float32) for m, v in centres.items()}
+        recorded = {m: np.asarray(v, dtype=np.float32).tolist() for m, v in centres.items()}
+        self.client.update_collection(self.collection, metadata={"centres": recorded})
+        self.metadata()["centres"] = recorded
+        self._centres = None
 
     def to_index_space(self, modality: str, vector: np.ndarray) -> np.ndarray:
         """An encoder's unit vector as the index stores it: centred, then unit length again."""

@@ -14,7 +14,7 @@ if it lacks the vector). Otherwise N doubles. The answer is then the exact top k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -125,10 +125,8 @@ def seed_query(
         vectors[modality] = _unit(vector)
     seeds = [*positives, *negatives]
     artists = sorted({a for p in positives for a in p.payload.get("artists", [])}) if exclude_seed_artists else []
-    filters = Filters(
-        genres=filters.genres,
-        years=filters.years,
-        sources=filters.sources,
+    filters = replace(
+        filters,
         exclude_artists=tuple(sorted({*filters.exclude_artists, *artists})),
         exclude_ids=tuple(sorted({*filters.exclude_ids, *(p.point_id for p in seeds)})),
     )
