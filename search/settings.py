@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from dotenv import load_dotenv
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENGINES = ("edge", "local")
+SEARCH_MODES = ("exact", "approximate")
+DEVICES = ("auto", "cpu", "cuda")
+QUANTIZATIONS = ("int8", "none")
+LONG_TEXT_POLICIES = ("windows", "truncate")
+# Each embedded engine keeps its own folder, so an old local-mode store is never opened by Edge.
+DEFAULT_PATHS = {"edge": PROJECT_ROOT / "var" / "edge", "local": PROJECT_ROOT / "var" / "qdrant"}
+
+_FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+T = TypeVar("T")
 
 
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+class SettingsError(ValueError):
+    """A setting has a value Songspace cannot use; the message names the setting."""
 
 
 @dataclass(frozen=True)
@@ -21,12 +34,24 @@ class Settings:
 
     qdrant_url: str | None = None
     qdrant_api_key: str | None = field(default=None, repr=False)
-    qdrant_path: Path = PROJECT_ROOT / "var" / "qdrant"
+    engine: str = "edge"
+    qdrant_path: Path = DEFAULT_PATHS["edge"]
     collection: str = "songs"
+    search_mode: str = "exact"
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 128
+    hnsw_ef: int = 256
+    quantization: str = "int8"
+    on_disk: bool = True
+    shards: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
     text_encoder: str | None = None
     image_encoder: str | None = None
     lyrics_long_text: str = "windows"
+    words_weight: float = 0.2
     resnet50_weights: Path | None = None
+    device: str = "auto"
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"
     spotify_client_id: str | None = None
     spotify_client_secret: str | None = field(default=None, repr=False)
@@ -34,8 +59,10 @@ class Settings:
     spotify_auth_url: str = "https://accounts.spotify.com/api/token"
     lrclib_url: str = "https://lrclib.net"
     cover_allowed_hosts: tuple[str, ...] = ()
+    cover_roots: tuple[Path, ...] = ()
     cover_max_bytes: int = 10 * 1024 * 1024
     http_timeout_s: float = 10.0
+    page_adds_songs: bool = True
 
     @property
     def spotify_configured(self) -> bool:
@@ -44,44 +71,115 @@ class Settings:
 
     @property
     def store_label(self) -> str:
-        """Where the index lives, for people: the server URL or the embedded path."""
-        return self.qdrant_url or f"embedded store at {self.qdrant_path}"
+        """Where the index lives, for people: the server URL or the embedded path and engine."""
+        if self.qdrant_url:
+            return self.qdrant_url
+        return f"embedded store ({self.engine}) at {self.qdrant_path}"
+
+
+class _Reader:
+    """Reads raw values and turns them into typed settings, naming the setting in every error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError):
+            raise SettingsError(f"{name}={raw!r} is not valid: expected {expected}") from None
+
+    def integer(self, name: str, default: int, minimum: int = 1) -> int:
+        def parse(raw: str) -> int:
+            value = int(raw)
+            if value < minimum:
+                raise ValueError
+            return value
+
+        return self.parsed(name, default, parse, f"a whole number of at least {minimum}")
+
+    def number(self, name: str, default: float, low: float, high: float | None = None) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if not (value >= low and (high is None or value <= high)):
+                raise ValueError
+            return value
+
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"of at least {low:g}"
+        return self.parsed(name, default, parse, f"a number {bounds}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        def parse(raw: str) -> str:
+            if raw.lower() not in choices:
+                raise ValueError
+            return raw.lower()
+
+        return self.parsed(name, default, parse, "one of " + ", ".join(choices))
+
+    def flag(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            if raw.lower() not in _FLAG_WORDS:
+                raise ValueError
+            return _FLAG_WORDS[raw.lower()]
+
+        return self.parsed(name, default, parse, "true or false")
+
+    def path(self, name: str, default: Path) -> Path:
+        raw = self.text(name)
+        # Relative paths are taken from the project folder, wherever the program is started.
+        return PROJECT_ROOT / Path(raw).expanduser() if raw else default
+
+    def items(self, name: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
 
 
 def load_settings(env_file: Path | None = None) -> Settings:
-    """Read settings from the environment, after loading `.env` (which never overrides it)."""
+    """Read settings from the environment, after loading `.env` (which never overrides it).
+
+    Raises SettingsError, naming the setting, for a value that cannot be used.
+    """
     load_dotenv(env_file or PROJECT_ROOT / ".env", override=False)
-    env = os.environ
-
-    def get(name: str) -> str | None:
-        value = env.get(name, "").strip()
-        return value or None
-
-    def path(name: str, default: Path) -> Path:
-        value = get(name)
-        if not value:
-            return default
-        # Relative paths are taken from the project folder, wherever the program is started.
-        return PROJECT_ROOT / Path(value).expanduser()
-
+    read = _Reader(os.environ)
     defaults = Settings()
-    weights = get("RESNET50_WEIGHTS")
+    engine = read.choice("QDRANT_ENGINE", defaults.engine, ENGINES)
+    weights = read.text("RESNET50_WEIGHTS")
     return Settings(
-        qdrant_url=get("QDRANT_URL"),
-        qdrant_api_key=get("QDRANT_API_KEY"),
-        qdrant_path=path("QDRANT_PATH", defaults.qdrant_path),
-        collection=get("QDRANT_COLLECTION") or defaults.collection,
-        text_encoder=get("TEXT_ENCODER"),
-        image_encoder=get("IMAGE_ENCODER"),
-        lyrics_long_text=get("LYRICS_LONG_TEXT") or defaults.lyrics_long_text,
-        resnet50_weights=path("RESNET50_WEIGHTS", Path()) if weights else None,
-        cache_dir=path("SONGSPACE_CACHE_DIR", defaults.cache_dir),
-        spotify_client_id=get("SPOTIPY_CLIENT_ID"),
-        spotify_client_secret=get("SPOTIPY_CLIENT_SECRET"),
-        spotify_api_url=get("SPOTIFY_API_URL") or defaults.spotify_api_url,
-        spotify_auth_url=get("SPOTIFY_AUTH_URL") or defaults.spotify_auth_url,
-        lrclib_url=(get("LRCLIB_URL") or defaults.lrclib_url).rstrip("/"),
-        cover_allowed_hosts=_split(get("COVER_ALLOWED_HOSTS") or ""),
-        cover_max_bytes=int(get("COVER_MAX_BYTES") or defaults.cover_max_bytes),
-        http_timeout_s=float(get("HTTP_TIMEOUT_S") or defaults.http_timeout_s),
+        qdrant_url=read.text("QDRANT_URL"),
+        qdrant_api_key=read.text("QDRANT_API_KEY"),
+        engine=engine,
+        qdrant_path=read.path("QDRANT_PATH", DEFAULT_PATHS[engine]),
+        collection=read.text("QDRANT_COLLECTION") or defaults.collection,
+        search_mode=read.choice("SEARCH_MODE", defaults.search_mode, SEARCH_MODES),
+        hnsw_m=read.integer("QDRANT_HNSW_M", defaults.hnsw_m, minimum=4),
+        hnsw_ef_construct=read.integer("QDRANT_HNSW_EF_CONSTRUCT", defaults.hnsw_ef_construct, minimum=4),
+        hnsw_ef=read.integer("QDRANT_HNSW_EF", defaults.hnsw_ef, minimum=1),
+        quantization=read.choice("QDRANT_QUANTIZATION", defaults.quantization, QUANTIZATIONS),
+        on_disk=read.flag("QDRANT_ON_DISK", defaults.on_disk),
+        shards=read.integer("QDRANT_SHARDS", defaults.shards),
+        replication_factor=read.integer("QDRANT_REPLICATION_FACTOR", defaults.replication_factor),
+        write_consistency_factor=read.integer("QDRANT_WRITE_CONSISTENCY_FACTOR", defaults.write_consistency_factor),
+        text_encoder=read.text("TEXT_ENCODER"),
+        image_encoder=read.text("IMAGE_ENCODER"),
+        lyrics_long_text=read.choice("LYRICS_LONG_TEXT", defaults.lyrics_long_text, LONG_TEXT_POLICIES),
+        words_weight=read.number("LYRICS_WORDS_WEIGHT", defaults.words_weight, 0.0, 1.0),
+        resnet50_weights=read.path("RESNET50_WEIGHTS", Path()) if weights else None,
+        device=read.choice("EMBED_DEVICE", defaults.device, DEVICES),
+        cache_dir=read.path("SONGSPACE_CACHE_DIR", defaults.cache_dir),
+        spotify_client_id=read.text("SPOTIPY_CLIENT_ID"),
+        spotify_client_secret=read.text("SPOTIPY_CLIENT_SECRET"),
+        spotify_api_url=read.text("SPOTIFY_API_URL") or defaults.spotify_api_url,
+        spotify_auth_url=read.text("SPOTIFY_AUTH_URL") or defaults.spotify_auth_url,
+        lrclib_url=(read.text("LRCLIB_URL") or defaults.lrclib_url).rstrip("/"),
+        cover_allowed_hosts=tuple(host.lower() for host in read.items("COVER_ALLOWED_HOSTS")),
+        cover_roots=tuple(PROJECT_ROOT / Path(item).expanduser() for item in read.items("COVER_ROOTS")),
+        cover_max_bytes=read.integer("COVER_MAX_BYTES", defaults.cover_max_bytes),
+        http_timeout_s=read.number("HTTP_TIMEOUT_S", defaults.http_timeout_s, 0.1),
+        page_adds_songs=read.flag("PAGE_ADDS_SONGS", defaults.page_adds_songs),
     )
