@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder, resolve_encoders
 from ingest.embedding_cache import EmbeddingCache
-from search.index import LYRICS, SongIndex, connect
-from search.recommend import Filters, Query, vectors_query
+from search.index import LYRICS, SongIndex, open_index
+from search.recommend import Filters, Query
 from search.settings import Settings
 
 
@@ -23,14 +23,15 @@ class Songspace:
     notice: str
 
     def text_query(self, text: str, filters: Filters | None = None) -> Query:
-        """A query for songs whose lyrics match a description, embedded with the collection's encoder."""
-        return vectors_query(self.index, {LYRICS: self.embedder.text.encode([text])[0]}, filters or Filters())
+        """A query for songs whose lyrics match a description: its meaning and its words."""
+        vector = self.index.to_index_space(LYRICS, self.embedder.text.encode([text])[0])
+        return Query({LYRICS: vector}, self.embedder.words.query(text) or None, filters or Filters())
 
     def close(self) -> None:
         """Release the store (the embedded store admits one process at a time) and the cache."""
         if self.embedder.cache is not None:
             self.embedder.cache.close()
-        self.index.client.close()
+        self.index.close()
 
 
 class EmptyCatalogue(RuntimeError):
@@ -39,9 +40,9 @@ class EmptyCatalogue(RuntimeError):
 
 def open_songspace(settings: Settings, create: bool = True) -> Songspace:
     """Open the store and the collection's encoders, creating the collection if `create`."""
-    index = SongIndex(connect(settings), settings.collection)
+    index = open_index(settings)
     if not create and not index.exists():
-        index.client.close()
+        index.close()
         raise EmptyCatalogue(
             f"collection {settings.collection!r} in the {settings.store_label} is empty: load a "
             "catalogue with `python -m ingest CATALOGUE` (for example data/sample/hymns.csv)"

@@ -17,10 +17,12 @@ from ingest.encoders import (
     EncoderUnavailable,
     ImageEncoder,
     TextEncoder,
+    WordsEncoder,
     choose_image_encoder,
     clean_lyrics,
     image_encoder,
     text_encoder,
+    words_encoder,
 )
 from search.index import COVER, LYRICS, IndexEncoders, SongIndex
 from search.settings import Settings
@@ -85,9 +87,14 @@ class Embedder:
         """The cover encoder (loaded once per process)."""
         return image_encoder(self.encoders.image, self.settings.resnet50_weights)
 
+    @property
+    def words(self) -> WordsEncoder:
+        """The lyrics' words encoder (BM25 term weights)."""
+        return words_encoder(self.encoders.words)
+
     def load(self) -> None:
-        """Load both models now rather than on first use."""
-        self.text, self.image  # noqa: B018 (the properties load and cache the models)
+        """Load the models now rather than on first use."""
+        self.text, self.image, self.words  # noqa: B018 (the properties load and cache the models)
 
     def _cache_key(self, modality: str) -> str:
         if modality == LYRICS:

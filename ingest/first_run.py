@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ingest.catalogue import CatalogueError, read_catalogue
-from search.index import SongIndex, SongIndexError, connect
+from search.index import SongIndexError, open_index
 from search.settings import Settings, load_settings
 
 
@@ -35,11 +35,11 @@ def stamp_path(settings: Settings) -> Path:
 
 def stored_count(settings: Settings) -> int:
     """How many songs the collection holds (0 when it does not exist)."""
-    client = connect(settings)
+    index = open_index(settings)
     try:
-        return SongIndex(client, settings.collection).count()
+        return index.count()
     finally:
-        client.close()
+        index.close()
 
 
 def already_ingested(settings: Settings, catalogue: Path, digest: str) -> int | None:

@@ -20,7 +20,8 @@ from ingest.covers import CoverError, CoverFetcher
 from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.enrich import EnrichSummary, enrich
 from ingest.spotify import SpotifyClient
-from search.index import COVER, LYRICS, SongIndex, SongPoint, song_point_id
+from search.engines.base import SparseVector
+from search.index import COVER, LYRICS, WORDS, SongIndex, SongPoint, song_point_id
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
@@ -41,6 +42,7 @@ class PreparedSong:
     payload: dict[str, Any]
     cover_tensor: torch.Tensor | None = None
     cover_problem: str | None = None
+    words: SparseVector | None = None
 
 
 @dataclass
@@ -118,6 +120,19 @@ class Ingestor:
         prepared = PreparedSong(song, self._id(song), song_payload(song, source))
         if song.lyrics:
             prepared.payload[LYRICS_HASH] = lyrics_hash(song.lyrics)
+            prepared.words = self.embedder.words.document(song.lyrics) or None
+        self._load_cover(prepared, base_dir)
+        # What the song will be stored with; the index records the same list, so a stored song
+        # that lacks one of them (say, from an older version) counts as changed.
+        prepared.payload["vectors"] = sorted(
+            [LYRICS] * (LYRICS_HASH in prepared.payload)
+            + [WORDS] * (prepared.words is not None)
+            + [COVER] * (COVER_HASH in prepared.payload)
+        )
+        return prepared
+
+    def _load_cover(self, prepared: PreparedSong, base_dir: Path | None) -> None:
+        song = prepared.song
         if song.cover:
             if "://" in song.cover:
                 prepared.payload["cover_url"] = song.cover
@@ -131,9 +146,11 @@ class Ingestor:
                     prepared.cover_tensor = self.embedder.image.preprocess(self.fetcher.decode(data))
             except CoverError as error:
                 prepared.cover_problem = str(error)
-                return prepared
+                return
+            except Exception as error:  # noqa: BLE001 (one row's cover must never stop a run)
+                prepared.cover_problem = f"cover could not be used ({error.__class__.__name__}: {error})"
+                return
             prepared.payload[COVER_HASH] = cover_hash
-        return prepared
 
     def _prepared(
         self, songs: list[Song], base_dir: Path | None, source: str
@@ -292,12 +309,10 @@ class Ingestor:
                 summary.unchanged += 1
             else:
                 summary.updated += 1
-                same_content = all(old.get(f) == prepared.payload.get(f) for f in HASH_FIELDS)
+                same_content = all(old.get(f) == prepared.payload.get(f) for f in (*HASH_FIELDS, "vectors"))
                 (payload_only if same_content else to_embed).append(prepared)
         for prepared in payload_only:
-            self.index.client.overwrite_payload(
-                self.index.collection, payload=prepared.payload, points=[prepared.point_id]
-            )
+            self.index.overwrite_payload(prepared.point_id, prepared.payload)
         for prepared in batch:
             known[prepared.point_id] = prepared.payload
         return self.embed(to_embed)
@@ -330,7 +345,7 @@ class Ingestor:
                 vectors[LYRICS] = lyrics[prepared.payload[LYRICS_HASH]]
             if COVER_HASH in prepared.payload:
                 vectors[COVER] = covers[prepared.payload[COVER_HASH]]
-            points.append(SongPoint(prepared.point_id, prepared.payload, vectors))
+            points.append(SongPoint(prepared.point_id, prepared.payload, vectors, prepared.words))
         return points
 
 

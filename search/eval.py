@@ -117,11 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         songspace = open_songspace(settings)
         try:
             Ingestor(songspace.index, songspace.embedder, songspace.fetcher).run(args.catalogue)
-            records, _ = songspace.index.client.scroll(
-                "eval", limit=1_000_000, with_payload=True, with_vectors=True
-            )
-            records = [r for r in records if LYRICS in r.vector and COVER in r.vector and r.payload.get(args.label)]
-            records.sort(key=lambda r: r.payload.get("song_id") or str(r.id))
+            index = songspace.index
+            records = index.get([point_id for point_id, _ in index.scroll_payloads([])])
+            records = [r for r in records if LYRICS in r.vectors and COVER in r.vectors and r.payload.get(args.label)]
+            records.sort(key=lambda r: r.payload.get("song_id") or r.point_id)
             raw = raw_cover_features(songspace, [r.payload for r in records], args.catalogue.parent)
             hashes = [r.payload["lyrics_hash"] for r in records]
             raw_lyrics_by_hash = songspace.embedder.cached(LYRICS, hashes)
@@ -129,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             songspace.close()
     results = evaluate(
-        np.array([r.vector[LYRICS] for r in records], dtype=np.float32),
-        np.array([r.vector[COVER] for r in records], dtype=np.float32),
+        np.array([r.vectors[LYRICS] for r in records], dtype=np.float32),
+        np.array([r.vectors[COVER] for r in records], dtype=np.float32),
         raw_lyrics,
         raw,
         [full_lyrics.get(r.payload.get("song_id"), "") for r in records],

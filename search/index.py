@@ -1,40 +1,58 @@
-"""The song index: one Qdrant collection, a point per song, named `lyrics` and `cover` vectors."""
+"""The song index: one collection, a point per song, and every operation the programs need on it.
+
+Each song is one point with, under cosine distance, a `lyrics` vector and a `cover` vector
+(whichever it has: never a filler), a sparse `words` vector (BM25 term weights of its lyrics,
+scored with the collection's inverse document frequencies), and a `fused` vector under dot
+product: [lyrics, cover] in index space, zeros for a missing modality. Querying `fused` with
+[w_l * q_lyrics, w_c * q_cover] scores every song by exactly `w_l * cos_lyrics + w_c * cos_cover`,
+with a missing modality adding nothing, in one native query with native filters.
+"""
 
 from __future__ import annotations
 
 import unicodedata
 import uuid
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient, models
 
+from search.engines import Engine, open_engine
+from search.engines.base import (
+    DenseSpec,
+    Filter,
+    Hit,
+    Match,
+    Schema,
+    SongIndexError,
+    SparseVector,
+    StoredPoint,
+    StoreUnavailable,
+    Vector,
+)
 from search.settings import Settings
 
 LYRICS = "lyrics"
 COVER = "cover"
+FUSED = "fused"
+WORDS = "words"
 MODALITIES = (LYRICS, COVER)
-# Fields that filters use get payload indexes (a server uses them; local mode scans anyway).
-INDEXED_FIELDS = {
-    "song_id": models.PayloadSchemaType.KEYWORD,
-    "artists": models.PayloadSchemaType.KEYWORD,
-    "genre": models.PayloadSchemaType.KEYWORD,
-    "source": models.PayloadSchemaType.KEYWORD,
-    "spotify_id": models.PayloadSchemaType.KEYWORD,
-    "year": models.PayloadSchemaType.INTEGER,
+# Fields that filters and lookups use get payload indexes.
+INDEXED_FIELDS: dict[str, Any] = {
+    "song_id": "keyword",
+    "artists": "keyword",
+    "genre": "keyword",
+    "source": "keyword",
+    "spotify_id": "keyword",
+    "year": "integer",
 }
 _ID_NAMESPACE = uuid.UUID("5d0b7f0e-3c55-4c8e-9a7e-1f3c2b9a6d41")
 
-
-class SongIndexError(RuntimeError):
-    """Base for index problems that users can act on."""
-
-
-class StoreUnavailable(SongIndexError):
-    """The Qdrant store cannot be opened: a server is unreachable or the embedded store is locked."""
+__all__ = [
+    "COVER", "FUSED", "LYRICS", "MODALITIES", "WORDS", "EncoderMismatch", "IndexEncoders", "SongIndex",
+    "SongIndexError", "SongPoint", "StoreUnavailable", "normalise_text", "open_index", "song_point_id",
+]
 
 
 class EncoderMismatch(SongIndexError):
@@ -50,10 +68,11 @@ class IndexEncoders:
     image: str
     image_dim: int
     long_text: str = "windows"
+    words: str = "bm25-english"
 
     def to_metadata(self) -> dict[str, Any]:
         """The form stored in the collection's metadata."""
-        return {"encoders": self.__dict__.copy()}
+        return {"encoders": asdict(self)}
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any] | None) -> IndexEncoders | None:
@@ -68,11 +87,16 @@ class IndexEncoders:
 
 @dataclass
 class SongPoint:
-    """A song as stored: its id, payload and whichever vectors it has (never a filler vector)."""
+    """A song: id, payload, its lyrics/cover vectors (only those it has) and its words vector.
+
+    Vectors given to `SongIndex.upsert` are the encoders' output; those read back are in index
+    space (centred and unit length).
+    """
 
     point_id: str
     payload: dict[str, Any]
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    words: SparseVector | None = None
 
 
 def normalise_text(text: str) -> str:
@@ -95,57 +119,55 @@ def song_point_id(
     return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
-def connect(settings: Settings) -> QdrantClient:
-    """Open the server named by QDRANT_URL, or the embedded store at QDRANT_PATH."""
-    if settings.qdrant_url:
-        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=30)
-        try:
-            client.get_collections()
-        except Exception as error:  # the client raises transport-specific errors
-            raise StoreUnavailable(
-                f"Qdrant at {settings.qdrant_url} is unreachable or refused the key "
-                f"({error.__class__.__name__}). Start it with `docker compose up -d`, or unset "
-                "QDRANT_URL to use the embedded store."
-            ) from error
-        return client
-    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    try:
-        return QdrantClient(path=str(settings.qdrant_path))
-    except RuntimeError as error:
-        if "already accessed" not in str(error):
-            raise
-        raise StoreUnavailable(
-            f"The embedded store at {settings.qdrant_path} is open in another process (only one "
-            "may use it at a time). Stop the other Songspace process (the app or an ingestion), "
-            "or run a Qdrant server with `docker compose up -d` and set QDRANT_URL."
-        ) from None
+def open_index(settings: Settings) -> SongIndex:
+    """Open the store the settings name (an embedded engine or a server) at QDRANT_COLLECTION."""
+    return SongIndex(open_engine(settings), settings.collection)
 
 
 class SongIndex:
     """One collection of songs, with the encoders that built it."""
 
-    def __init__(self, client: QdrantClient, collection: str) -> None:
-        self.client = client
+    def __init__(self, engine: Engine, collection: str) -> None:
+        self.engine = engine
         self.collection = collection
         self._metadata: dict[str, Any] | None = None
         self._centres: dict[str, np.ndarray] | None = None  # the recorded centres, as arrays
 
+    @property
+    def label(self) -> str:
+        """Which engine holds the collection, and where, for people."""
+        return self.engine.label
+
     def exists(self) -> bool:
         """Whether the collection has been created."""
-        return self.client.collection_exists(self.collection)
+        return self.engine.exists()
 
     def metadata(self) -> dict[str, Any]:
-        """The collection's metadata ({} before it exists), read once: what it records never changes."""
+        """The collection's metadata ({} before it exists), cached: it changes only through here."""
         if self._metadata is None:
             if not self.exists():
                 return {}
-            self._metadata = dict(self.client.get_collection(self.collection).config.metadata or {})
+            self._metadata = self.engine.metadata()
         return self._metadata
 
     @property
     def encoders(self) -> IndexEncoders | None:
         """The encoders recorded in the collection, or None if it does not exist yet."""
         return IndexEncoders.from_metadata(self.metadata())
+
+    @staticmethod
+    def schema(encoders: IndexEncoders) -> Schema:
+        """The collection's vectors and payload indexes for these encoders."""
+        return Schema(
+            dense=(
+                DenseSpec(LYRICS, encoders.text_dim, "cosine"),
+                DenseSpec(COVER, encoders.image_dim, "cosine"),
+                DenseSpec(FUSED, encoders.text_dim + encoders.image_dim, "dot"),
+            ),
+            sparse=(WORDS,),
+            indexed=dict(INDEXED_FIELDS),
+            searched=FUSED,
+        )
 
     def ensure(self, encoders: IndexEncoders, notice: str = "") -> None:
         """Create the collection for `encoders` (recording why they were chosen), or check that it
@@ -162,21 +184,11 @@ class SongIndex:
         if self.exists():
             raise EncoderMismatch(
                 f"collection {self.collection!r} exists but records no encoders; it was not made "
-                "by Songspace. Choose another collection name."
+                "by this version of Songspace. Migrate it (`python -m search.store migrate`) or "
+                "choose another collection name."
             )
-        self.client.create_collection(
-            self.collection,
-            vectors_config={
-                modality: models.VectorParams(size=encoders.dim(modality), distance=models.Distance.COSINE)
-                for modality in MODALITIES
-            },
-            metadata={**encoders.to_metadata(), "encoder_notice": notice},
-        )
+        self.engine.create(self.schema(encoders), {**encoders.to_metadata(), "encoder_notice": notice})
         self._metadata = None
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-            for name, schema in INDEXED_FIELDS.items():
-                self.client.create_payload_index(self.collection, name, field_schema=schema)
 
     @property
     def encoder_notice(self) -> str:
@@ -195,13 +207,18 @@ class SongIndex:
             self._centres = {m: np.asarray(v, dtype=np.float32) for m, v in self.metadata()["centres"].items()}
         return self._centres
 
+    @property
+    def centred(self) -> bool:
+        """Whether stored vectors are centred (in at least one modality)."""
+        return bool(self.centres)
+
     def set_centres(self, centres: dict[str, np.ndarray]) -> None:
         """Record the centres once, before the first song is stored; they never change after."""
         if self.centres is not None:
             raise ValueError(f"collection {self.collection!r} already has its centres")
         recorded = {m: np.asarray(v, dtype=np.float32).tolist() for m, v in centres.items()}
-        self.client.update_collection(self.collection, metadata={"centres": recorded})
-        self.metadata()["centres"] = recorded
+        self.engine.update_metadata({"centres": recorded})
+        self._metadata = None
         self._centres = None
 
     def to_index_space(self, modality: str, vector: np.ndarray) -> np.ndarray:
@@ -211,51 +228,69 @@ class SongIndex:
             vector = vector - centre
         return (vector / np.linalg.norm(vector)).astype(np.float32)
 
-    def count(self) -> int:
-        """The number of songs in the collection (0 when it does not exist)."""
+    def fused_vector(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
+        """[lyrics, cover] as given (index space, or weighted query parts), zeros where missing."""
+        encoders = self.encoders
+        if encoders is None:
+            raise SongIndexError(f"collection {self.collection!r} does not exist yet")
+        parts = [vectors.get(m, np.zeros(encoders.dim(m), dtype=np.float32)) for m in MODALITIES]
+        return np.concatenate(parts).astype(np.float32)
+
+    def count(self, where: Filter | None = None) -> int:
+        """The number of songs in the collection (that match `where`; 0 when it does not exist)."""
         if not self.exists():
             return 0
-        return self.client.count(self.collection, exact=True).count
+        return self.engine.count(where)
 
     def upsert(self, points: list[SongPoint]) -> None:
-        """Insert or replace songs given with their encoders' vectors, waiting until they are stored."""
+        """Insert or replace songs given with their encoders' vectors, waiting until they are stored.
+
+        The payload's `vectors` field lists the vectors each song is stored with.
+        """
         if not points:
             return
         if self.centres is None:
             raise ValueError("record the collection's centres (set_centres) before storing songs")
-        self.client.upsert(
-            self.collection,
-            points=[
-                models.PointStruct(
-                    id=p.point_id,
-                    payload=p.payload,
-                    vector={m: self.to_index_space(m, v).tolist() for m, v in p.vectors.items()},
-                )
-                for p in points
-            ],
-            wait=True,
-        )
+        stored = []
+        for point in points:
+            dense = {m: self.to_index_space(m, v) for m, v in point.vectors.items() if m in MODALITIES}
+            if not dense:
+                raise ValueError(f"song {point.point_id} has neither a lyrics nor a cover vector")
+            vectors: dict[str, Vector] = {**dense, FUSED: self.fused_vector(dense)}
+            if point.words:
+                vectors[WORDS] = point.words
+            payload = {**point.payload, "vectors": sorted(n for n in vectors if n != FUSED)}
+            stored.append(StoredPoint(point.point_id, payload, vectors))
+        self.engine.upsert(stored)
 
     def delete(self, point_ids: list[str]) -> None:
         """Remove songs by point id."""
         if point_ids:
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=point_ids), wait=True)
+            self.engine.delete(point_ids)
 
-    def scroll_payloads(self, fields: list[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every point's id and payload (or just `fields` of it), page by page."""
+    def delete_where(self, where: Filter) -> int:
+        """Remove every song that matches `where`; returns how many there were."""
+        found = self.count(where)
+        if found:
+            self.engine.delete_where(where)
+        return found
+
+    def overwrite_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        """Replace one song's payload, keeping its vectors (and the record of which it has)."""
+        (current,) = self.engine.retrieve([point_id], with_payload=["vectors"], with_vectors=False)
+        self.engine.overwrite_payload(point_id, {**payload, "vectors": (current.payload or {}).get("vectors", [])})
+
+    def scroll_payloads(
+        self, fields: list[str] | None = None, where: Filter | None = None, page: int = 1024
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every song's id and payload (or just `fields` of it), page by page."""
         if not self.exists():
             return
         offset = None
         while True:
-            records, offset = self.client.scroll(
-                self.collection,
-                limit=1024,
-                offset=offset,
-                with_payload=fields if fields is not None else True,
-                with_vectors=False,
-            )
-            for record in records:
-                yield str(record.id), record.payload or {}
+            hits, offset = self.engine.scroll(where, page, offset, fields if fields is not None else True)
+            for hit in hits:
+                yield hit.point_id, hit.payload or {}
             if offset is None:
                 return
 
@@ -263,53 +298,50 @@ class SongIndex:
         """The songs with these ids, in the order given, with stored (index-space) vectors."""
         if not point_ids:
             return []
-        records = self.client.retrieve(
-            self.collection, ids=point_ids, with_payload=True, with_vectors=with_vectors
-        )
-        by_id = {str(r.id): r for r in records}
-        found = []
-        for point_id in point_ids:
-            record = by_id.get(str(point_id))
-            if record is None:
-                continue
-            vectors = record.vector if isinstance(record.vector, dict) else {}
-            found.append(
-                SongPoint(
-                    str(record.id),
-                    record.payload or {},
-                    {name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
-                )
-            )
-        return found
+        names = [LYRICS, COVER, WORDS] if with_vectors else False
+        by_id = {hit.point_id: hit for hit in self.engine.retrieve(list(point_ids), True, names)}
+        return [self._point(by_id[i]) for i in map(str, point_ids) if i in by_id]
 
-    def find(self, key: str, value: str | int) -> list[SongPoint]:
+    @staticmethod
+    def _point(hit: Hit) -> SongPoint:
+        words = hit.vectors.get(WORDS)
+        return SongPoint(
+            hit.point_id,
+            hit.payload or {},
+            {m: v for m, v in hit.vectors.items() if m in MODALITIES and isinstance(v, np.ndarray)},
+            words if isinstance(words, SparseVector) else None,
+        )
+
+    def find(self, key: str, value: str | int, limit: int = 16) -> list[SongPoint]:
         """Songs whose payload field `key` equals `value` (for example song_id or spotify_id)."""
-        records, _ = self.client.scroll(
-            self.collection,
-            scroll_filter=models.Filter(
-                must=[models.FieldCondition(key=key, match=models.MatchValue(value=value))]
-            ),
-            limit=16,
-            with_payload=False,
-        )
-        return self.get([str(r.id) for r in records])
+        if not self.exists():
+            return []
+        hits, _ = self.engine.scroll(Filter(must=(Match(key, (value,)),)), limit, None, False)
+        return self.get([hit.point_id for hit in hits])
 
-    def search(
+    def query(
         self,
-        modality: str,
-        vector: np.ndarray,
+        using: str,
+        vector: Vector,
         limit: int,
-        query_filter: models.Filter | None = None,
+        where: Filter | None = None,
         with_vectors: list[str] | None = None,
-    ) -> list[models.ScoredPoint]:
-        """Nearest songs to `vector` in one modality, best first, with cosine scores (and the
-        stored vectors named in `with_vectors`)."""
-        return self.client.query_points(
-            self.collection,
-            query=vector.tolist(),
-            using=modality,
-            limit=limit,
-            query_filter=query_filter,
-            with_payload=False,
-            with_vectors=with_vectors or False,
-        ).points
+    ) -> list[Hit]:
+        """The best `limit` songs for `vector` in the vector `using`, best first, with scores."""
+        return self.engine.query(using, vector, limit, where, with_payload=False, with_vectors=with_vectors or False)
+
+    def facet(self, key: str, where: Filter | None = None) -> list[tuple[Any, int]]:
+        """A payload field's values and how many songs have each, most first."""
+        if not self.exists():
+            return []
+        return self.engine.facet(key, where)
+
+    def drop(self) -> None:
+        """Delete the whole collection."""
+        self.engine.drop()
+        self._metadata = None
+        self._centres = None
+
+    def close(self) -> None:
+        """Release the store (an embedded store admits one process at a time)."""
+        self.engine.close()

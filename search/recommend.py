@@ -1,15 +1,26 @@
-"""Weighted lyrics + cover recommendations, exact for any weights, with Qdrant as the only engine.
+"""Weighted lyrics + cover recommendations: the exact top k under one documented rule, from Qdrant.
 
-The fused score of a song is `w_lyrics * cos_lyrics + w_cover * cos_cover`, with the weights
-normalised to sum to 1. A song that lacks a modality gets nothing for it (that term is 0), so it
-is ranked only on the evidence it has and is never lifted by what it lacks.
+The rule. The weights are normalised over the modalities the query has (w_l + w_c = 1), and
 
-Exactness (a threshold algorithm): ask Qdrant for the top N songs of each modality, rescore the
-union of both lists with the songs' stored vectors, and stop once the k-th best fused score is at
-least the best score any song outside both lists could reach, `w_l * s_l(N) + w_c * s_c(N)`
-(s(N) being the N-th score of a list; a song outside a list has at most that cosine there, or 0
-if it lacks the vector). Otherwise N doubles. The answer is then the exact top k over the whole
-(filtered) collection, whatever N was needed.
+    score = w_l * ((1 - b) * cos_lyrics + b * words) + w_c * cos_cover
+
+- cos_lyrics, cos_cover: cosine of the song's and the query's vectors in index space; a song (or
+  query) that lacks the modality gets 0 for that term: it is ranked on the evidence it has.
+- words: the BM25 word match, sum over shared terms of idf * query weight * song weight (Qdrant's
+  IDF modifier), divided by the best such value among the songs the query may return; 0 for a
+  song without words or when no song scores above 0.
+- b: LYRICS_WORDS_WEIGHT (0.2 by default). It applies when the query has words (lyrics seeds and
+  descriptions do); a query without words ranks lyrics by cosine alone.
+
+How it is computed, exactly:
+- The dense part, w_l * (1 - b) * cos_lyrics + w_c * cos_cover, is one dot-product query on each
+  song's `fused` vector [lyrics, cover] (zeros where missing) with [w_l * (1 - b) * q_l, w_c * q_c]:
+  an exact scan with native filters (Edge and local mode always; a server with exact=True).
+- With a words part, two exact lists are read, the dense top N and the words top N. A song in one
+  list gets its other score from a query restricted to its id; the answer stands once the k-th
+  best score is at least the bound of every song in neither list (the dense list's last score
+  plus the words list's last score, or 0 when that list holds every song sharing a word);
+  otherwise N grows fourfold. Whatever N was needed, the answer is the exact top k.
 """
 
 from __future__ import annotations
@@ -18,13 +29,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from qdrant_client import models
 
-from search.index import COVER, LYRICS, MODALITIES, SongIndex, SongPoint
-
-# Candidates whose missing vectors are fetched at a time, best bound first: small chunks let the
-# k-th score rise, and stop the fetching, early.
-RESOLVE_CHUNK = 16
+from search.engines.base import Filter, HasId, Match, Range, SparseVector
+from search.index import COVER, FUSED, LYRICS, MODALITIES, WORDS, SongIndex, SongPoint
+from search.settings import DEFAULT_LYRICS_WEIGHT, DEFAULT_WORDS_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -37,41 +45,35 @@ class Filters:
     exclude_artists: tuple[str, ...] = ()
     exclude_ids: tuple[str, ...] = ()
 
-    def to_qdrant(self) -> models.Filter | None:
-        """The payload constraints as a Qdrant filter (None when there are none).
-
-        Excluded ids are left out here and dropped from the hits instead: the embedded store
-        evaluates filters point by point in Python, which would dominate every query.
-        """
+    def to_filter(self) -> Filter:
+        """The constraints as an engine filter (every engine evaluates it natively)."""
         must: list[Any] = []
         must_not: list[Any] = []
         if self.genres:
-            must.append(models.FieldCondition(key="genre", match=models.MatchAny(any=list(self.genres))))
+            must.append(Match("genre", self.genres))
         if self.sources:
-            must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(self.sources))))
+            must.append(Match("source", self.sources))
         if self.years:
-            low, high = self.years
-            must.append(models.FieldCondition(key="year", range=models.Range(gte=low, lte=high)))
+            must.append(Range("year", gte=self.years[0], lte=self.years[1]))
         if self.exclude_artists:
-            must_not.append(
-                models.FieldCondition(key="artists", match=models.MatchAny(any=list(self.exclude_artists)))
-            )
-        if not must and not must_not:
-            return None
-        return models.Filter(must=must or None, must_not=must_not or None)
+            must_not.append(Match("artists", self.exclude_artists))
+        if self.exclude_ids:
+            must_not.append(HasId(self.exclude_ids))
+        return Filter(tuple(must), tuple(must_not))
 
 
 @dataclass
 class Query:
-    """What to look for: one unit vector per modality the seeds have, and what to leave out."""
+    """What to look for: a unit vector per modality the seeds have, their words, what to leave out."""
 
     vectors: dict[str, np.ndarray]
+    words: SparseVector | None = None
     filters: Filters = field(default_factory=Filters)
 
 
 @dataclass
 class Recommendation:
-    """One recommended song and why: its fused score and each modality's cosine (None if missing)."""
+    """One recommended song and why: its score and each part's similarity (None where missing)."""
 
     point_id: str
     song_id: str | None
@@ -80,26 +82,39 @@ class Recommendation:
     score: float
     lyrics_score: float | None
     cover_score: float | None
+    words_score: float | None
     payload: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by the command line."""
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 6)
+
         return {
             "point_id": self.point_id,
             "song_id": self.song_id,
             "title": self.title,
             "artists": self.artists,
-            "score": round(self.score, 6),
-            "lyrics_score": None if self.lyrics_score is None else round(self.lyrics_score, 6),
-            "cover_score": None if self.cover_score is None else round(self.cover_score, 6),
+            "score": rounded(self.score),
+            "lyrics_score": rounded(self.lyrics_score),
+            "cover_score": rounded(self.cover_score),
+            "words_score": rounded(self.words_score),
         }
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
-    if norm == 0.0:
-        raise ValueError("a query vector is zero: positive and negative seeds cancel out")
+    if norm < 1e-6:
+        raise ValueError("a query vector is zero: the liked and disliked songs cancel out")
     return (vector / norm).astype(np.float32)
+
+
+def _mean_words(points: list[SongPoint]) -> dict[int, float]:
+    total: dict[int, float] = {}
+    for point in points:
+        for index, value in zip(point.words.indices, point.words.values):  # type: ignore[union-attr]
+            total[index] = total.get(index, 0.0) + value / len(points)
+    return total
 
 
 def seed_query(
@@ -108,10 +123,10 @@ def seed_query(
     exclude_seed_artists: bool = False,
     filters: Filters = Filters(),
 ) -> Query:
-    """A query from seed songs: per modality, the mean of the positives minus that of the negatives.
+    """A query from seed songs: per modality, the mean of the liked songs minus that of the disliked.
 
-    A modality that no positive seed has is left out, so the search uses the others alone. The
-    seeds themselves (and, if asked, their artists) are excluded from the results.
+    The same holds for words. A modality that no liked song has is left out, so the search uses
+    the others alone. The seeds themselves (and, if asked, the liked songs' artists) are excluded.
     """
     vectors = {}
     for modality in MODALITIES:
@@ -123,185 +138,155 @@ def seed_query(
         if disliked:
             vector = vector - np.mean(disliked, axis=0)
         vectors[modality] = _unit(vector)
-    seeds = [*positives, *negatives]
+    words = None
+    liked_words = [p for p in positives if p.words]
+    if LYRICS in vectors and liked_words:
+        weights = _mean_words(liked_words)
+        disliked_words = [p for p in negatives if p.words]
+        for index, value in _mean_words(disliked_words).items() if disliked_words else ():
+            weights[index] = weights.get(index, 0.0) - value
+        words = SparseVector.from_dict(weights) or None
     artists = sorted({a for p in positives for a in p.payload.get("artists", [])}) if exclude_seed_artists else []
     filters = replace(
         filters,
         exclude_artists=tuple(sorted({*filters.exclude_artists, *artists})),
-        exclude_ids=tuple(sorted({*filters.exclude_ids, *(p.point_id for p in seeds)})),
+        exclude_ids=tuple(sorted({*filters.exclude_ids, *(p.point_id for p in [*positives, *negatives])})),
     )
-    return Query(vectors, filters)
-
-
-def vectors_query(index: SongIndex, vectors: dict[str, np.ndarray], filters: Filters = Filters()) -> Query:
-    """A query from a new song's encoder vectors (either or both), mapped into the index's space."""
-    return Query({m: index.to_index_space(m, v) for m, v in vectors.items()}, filters)
+    return Query(vectors, words, filters)
 
 
 def normalised_weights(query: Query, lyrics_weight: float, cover_weight: float | None = None) -> dict[str, float]:
     """Weights over the modalities the query has, summing to 1."""
     if cover_weight is None:
         cover_weight = 1.0 - lyrics_weight
-    if lyrics_weight < 0 or cover_weight < 0:
-        raise ValueError("weights must not be negative")
+    if not (0.0 <= lyrics_weight <= 1.0 and cover_weight >= 0.0):
+        raise ValueError("the lyrics weight must be between 0 and 1")
     raw = {LYRICS: lyrics_weight, COVER: cover_weight}
     raw = {m: w for m, w in raw.items() if m in query.vectors and w > 0}
-    if not raw:  # the only weighted modality is one the seed lacks: use what the seed has
+    if not raw:  # the only weighted modality is one the query lacks: use what the query has
         raw = {m: 1.0 for m in query.vectors}
     total = sum(raw.values())
     return {m: w / total for m, w in raw.items()}
 
 
-@dataclass
-class _Scored:
-    point: SongPoint
-    scores: dict[str, float | None]
-    fused: float
+@dataclass(frozen=True)
+class Ranked:
+    """A song's exact score under the rule, and its normalised words match (None if not used)."""
 
-
-def _rescore(points: list[SongPoint], query: Query, weights: dict[str, float]) -> list[_Scored]:
-    scored = []
-    for point in points:
-        scores: dict[str, float | None] = {}
-        for modality in MODALITIES:
-            vector = point.vectors.get(modality)
-            q = query.vectors.get(modality)
-            scores[modality] = None if vector is None or q is None else float(vector @ q)
-        scored.append(_Scored(point, scores, _fused(scores, weights)))
-    scored.sort(key=lambda s: -s.fused)
-    return scored
-
-
-def _fused(scores: dict[str, float | None], weights: dict[str, float]) -> float:
-    return sum(w * (scores.get(m) or 0.0) for m, w in weights.items())
+    point_id: str
+    score: float
+    words: float | None
 
 
 def exact_top(
-    index: SongIndex, query: Query, weights: dict[str, float], k: int, start_limit: int | None = None
-) -> list[_Scored]:
-    """The exact top `k` songs by fused score over the filtered collection.
-
-    A threshold algorithm with bounded random access: each weighted modality's top N comes from
-    Qdrant with scores. A song in every list is scored exactly; a song in some lists has an upper
-    bound (the last score of each list it is missing from), and only songs whose bound could still
-    reach the top k have their missing vectors fetched. The answer stands once the k-th exact
-    score is at least every remaining bound and the bound of songs outside all lists; else N grows.
-    """
-    if not query.vectors:
-        raise ValueError("the query has neither a lyrics nor a cover vector")
-    qfilter = query.filters.to_qdrant()
-    excluded = set(query.filters.exclude_ids)
-    limit = start_limit or max(32 * k, 512)
-    while True:
-        known: dict[str, dict[str, float | None]] = {}
-        last: dict[str, float | None] = {}  # None: the list holds every song with that vector
-        for modality in weights:
-            hits = index.search(modality, query.vectors[modality], limit + len(excluded), qfilter)
-            hits = [hit for hit in hits if str(hit.id) not in excluded][:limit]
-            for hit in hits:
-                known.setdefault(str(hit.id), {})[modality] = hit.score
-            # Outside this list a song scores at most the last hit, or 0 if it lacks the vector.
-            last[modality] = max(hits[-1].score, 0.0) if len(hits) == limit else None
-        exact = _resolve(index, query, weights, known, last, k)
-        outside = sum(w * (last[m] or 0.0) for m, w in weights.items())
-        complete = all(bound is None for bound in last.values())
-        if complete or (len(exact) >= k and exact[k - 1][1] >= outside):
-            return _rescore(index.get([point_id for point_id, _ in exact[:k]]), query, weights)
-        limit *= 4
-
-
-def _resolve(
     index: SongIndex,
     query: Query,
     weights: dict[str, float],
-    known: dict[str, dict[str, float | None]],
-    last: dict[str, float | None],
     k: int,
-) -> list[tuple[str, float]]:
-    """Exact fused scores, best first, for every candidate that could be in the top k."""
-    def upper(scores: dict[str, float | None]) -> float:
-        return sum(w * (scores[m] or 0.0) if m in scores else w * (last[m] or 0.0) for m, w in weights.items())
+    words_weight: float = DEFAULT_WORDS_WEIGHT,
+    start_limit: int | None = None,
+) -> list[Ranked]:
+    """The exact top `k` songs by the rule, best first, over the filtered collection."""
+    if not query.vectors:
+        raise ValueError("the query has neither a lyrics nor a cover vector")
+    where = query.filters.to_filter()
+    b = words_weight if (query.words and LYRICS in weights) else 0.0
+    dense_query = index.fused_vector(
+        {m: w * (1.0 - b if m == LYRICS else 1.0) * query.vectors[m] for m, w in weights.items()}
+    )
+    if b == 0.0:
+        return [Ranked(h.point_id, h.score, None) for h in index.query(FUSED, dense_query, k, where)]
+    limit = start_limit or max(32 * k, 512)
+    while True:
+        dense_hits = index.query(FUSED, dense_query, limit, where)
+        word_hits = index.query(WORDS, query.words, limit, where)  # type: ignore[arg-type]
+        best_words = word_hits[0].score if word_hits else 0.0
+        if best_words <= 0.0:  # no song shares a word with the query: the words term is 0 for all
+            return [Ranked(h.point_id, h.score, None) for h in dense_hits[:k]]
+        scale = b * weights[LYRICS] / best_words
+        dense = {h.point_id: h.score for h in dense_hits}
+        words = {h.point_id: h.score for h in word_hits}
+        dense_complete, words_complete = len(dense_hits) < limit, len(word_hits) < limit
+        # Every song the filter admits has a fused vector, so a complete dense list holds them all.
+        only_words = [i for i in words if i not in dense]
+        if only_words:
+            restricted = where.also(must=(HasId(tuple(only_words)),))
+            dense.update((h.point_id, h.score) for h in index.query(FUSED, dense_query, len(only_words), restricted))
+        only_dense = [i for i in dense if i not in words] if not words_complete else []
+        if only_dense:
+            restricted = where.also(must=(HasId(tuple(only_dense)),))
+            words.update((h.point_id, h.score) for h in index.query(WORDS, query.words, len(only_dense), restricted))  # type: ignore[arg-type]
+        scored = sorted(
+            (Ranked(i, score + scale * words.get(i, 0.0), words.get(i, 0.0) / best_words) for i, score in dense.items()),
+            key=lambda r: -r.score,
+        )[:k]
+        if dense_complete:
+            return scored
+        outside = dense_hits[-1].score + (0.0 if words_complete else scale * max(word_hits[-1].score, 0.0))
+        if len(scored) >= k and scored[k - 1].score >= outside:
+            return scored
+        limit *= 4
 
-    exact: dict[str, float] = {}
-    partial: dict[str, float] = {}
-    for point_id, scores in known.items():
-        if all(m in scores or last[m] is None for m in weights):  # an exhausted list means: no vector
-            exact[point_id] = upper(scores)
-        else:
-            partial[point_id] = upper(scores)
-    pending = sorted(partial, key=lambda i: -partial[i])
-    while pending:
-        ranked = sorted(exact.values(), reverse=True)
-        kth = ranked[k - 1] if len(ranked) >= k else -np.inf
-        batch = [i for i in pending[:RESOLVE_CHUNK] if partial[i] >= kth]
-        if not batch:
-            break
-        pending = pending[len(batch):] if len(batch) == len(pending[:RESOLVE_CHUNK]) else []
-        missing = sorted({m for i in batch for m in weights if m not in known[i]})
-        records = index.client.retrieve(index.collection, ids=batch, with_payload=False, with_vectors=missing)
-        for record in records:
-            scores = known[str(record.id)]
-            vectors = record.vector if isinstance(record.vector, dict) else {}
-            for modality in missing:
-                if modality not in scores:
-                    vector = vectors.get(modality)
-                    scores[modality] = None if vector is None else float(np.asarray(vector, dtype=np.float32) @ query.vectors[modality])
-            exact[str(record.id)] = upper(scores)
-    return sorted(exact.items(), key=lambda item: -item[1])
+
+def _cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    return None if a is None or b is None else float(a @ b)
 
 
-def _mmr(scored: list[_Scored], weights: dict[str, float], k: int, diversity: float) -> list[_Scored]:
-    """Maximal marginal relevance over a pool: trade fused score against likeness to those chosen."""
-    chosen: list[_Scored] = []
-    pool = list(scored)
+def _mmr(pool: list[Ranked], points: dict[str, SongPoint], weights: dict[str, float], k: int, diversity: float) -> list[Ranked]:
+    """Maximal marginal relevance: trade each song's score against its likeness to those chosen."""
+    chosen: list[Ranked] = []
+    remaining = list(pool)
 
-    def likeness(a: _Scored, b: _Scored) -> float:
-        total = 0.0
-        for modality, weight in weights.items():
-            va, vb = a.point.vectors.get(modality), b.point.vectors.get(modality)
-            if va is not None and vb is not None:
-                total += weight * float(va @ vb)
-        return total
+    def likeness(a: Ranked, b: Ranked) -> float:
+        va, vb = points[a.point_id].vectors, points[b.point_id].vectors
+        return sum(w * (_cosine(va.get(m), vb.get(m)) or 0.0) for m, w in weights.items())
 
-    while pool and len(chosen) < k:
+    while remaining and len(chosen) < k:
         best = max(
-            pool,
-            key=lambda c: (1 - diversity) * c.fused
-            - diversity * max((likeness(c, s) for s in chosen), default=0.0),
+            remaining,
+            key=lambda c: (1 - diversity) * c.score - diversity * max((likeness(c, s) for s in chosen), default=0.0),
         )
         chosen.append(best)
-        pool.remove(best)
+        remaining.remove(best)
     return chosen
 
 
 def recommend(
     index: SongIndex,
     query: Query,
-    lyrics_weight: float = 0.5,
+    lyrics_weight: float = DEFAULT_LYRICS_WEIGHT,
     k: int = 10,
     diversity: float = 0.0,
     cover_weight: float | None = None,
+    words_weight: float = DEFAULT_WORDS_WEIGHT,
 ) -> list[Recommendation]:
     """Recommend `k` songs for a query; `diversity` in [0, 1] re-ranks by MMR (0 keeps exact order)."""
-    if k <= 0:
-        return []
+    if k < 1:
+        raise ValueError("k must be at least 1")
     if not 0.0 <= diversity <= 1.0:
         raise ValueError("diversity must be between 0 and 1")
+    if not 0.0 <= words_weight <= 1.0:
+        raise ValueError("the words weight must be between 0 and 1")
     weights = normalised_weights(query, lyrics_weight, cover_weight)
+    ranked = exact_top(index, query, weights, 4 * k if diversity > 0 else k, words_weight)
+    points = {p.point_id: p for p in index.get([r.point_id for r in ranked])}
+    ranked = [r for r in ranked if r.point_id in points]  # a song deleted meanwhile is dropped
     if diversity > 0:
-        ranked = _mmr(exact_top(index, query, weights, 4 * k), weights, k, diversity)
-    else:
-        ranked = exact_top(index, query, weights, k)
-    return [
-        Recommendation(
-            point_id=s.point.point_id,
-            song_id=s.point.payload.get("song_id"),
-            title=s.point.payload.get("title", ""),
-            artists=list(s.point.payload.get("artists", [])),
-            score=s.fused,
-            lyrics_score=s.scores[LYRICS],
-            cover_score=s.scores[COVER],
-            payload=s.point.payload,
+        ranked = _mmr(ranked, points, weights, k, diversity)
+    results = []
+    for r in ranked:
+        point = points[r.point_id]
+        results.append(
+            Recommendation(
+                point_id=r.point_id,
+                song_id=point.payload.get("song_id"),
+                title=point.payload.get("title", ""),
+                artists=list(point.payload.get("artists", [])),
+                score=r.score,
+                lyrics_score=_cosine(point.vectors.get(LYRICS), query.vectors.get(LYRICS)),
+                cover_score=_cosine(point.vectors.get(COVER), query.vectors.get(COVER)),
+                words_score=r.words if point.words else None,
+                payload=point.payload,
+            )
         )
-        for s in ranked
-    ]
+    return results

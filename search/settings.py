@@ -16,6 +16,11 @@ SEARCH_MODES = ("exact", "approximate")
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("int8", "none")
 LONG_TEXT_POLICIES = ("windows", "truncate")
+# The lyrics share of the fused score (the rest is cover) that the page, the command line,
+# recommend() and the eval all start from; the best weight on the dev set (README, Quality).
+DEFAULT_LYRICS_WEIGHT = 0.6
+# The words (BM25) share of the lyrics score; chosen on the dev set (README, Quality).
+DEFAULT_WORDS_WEIGHT = 0.2
 # Each embedded engine keeps its own folder, so an old local-mode store is never opened by Edge.
 DEFAULT_PATHS = {"edge": PROJECT_ROOT / "var" / "edge", "local": PROJECT_ROOT / "var" / "qdrant"}
 
@@ -49,7 +54,7 @@ class Settings:
     text_encoder: str | None = None
     image_encoder: str | None = None
     lyrics_long_text: str = "windows"
-    words_weight: float = 0.2
+    words_weight: float = DEFAULT_WORDS_WEIGHT
     resnet50_weights: Path | None = None
     device: str = "auto"
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"

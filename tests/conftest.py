@@ -18,7 +18,10 @@ from PIL import Image, ImageDraw
 
 from search.settings import Settings
 
-STORES = ["embedded", "server"]
+# The general fixture runs on the default embedded engine, and on a server when QDRANT_URL is set;
+# the index and search tests (the congruence suite) run on every engine.
+STORES = ["edge", "server"]
+ENGINES = ["edge", "local", "server"]
 
 # Short lyrics in two themes, so that likeness can be asserted without copyrighted text.
 SEA_LYRICS = [
@@ -95,10 +98,12 @@ def cover_server() -> Iterator[CoverServer]:
 
 
 def store_settings(store: str, folder: Path) -> Settings:
-    """Settings for a fresh collection: in an embedded store under `folder`, or on the server."""
+    """Settings for a fresh collection: on an embedded engine ("edge", "local") under `folder`, or
+    on the server at QDRANT_URL ("server")."""
     if store == "server" and not os.environ.get("QDRANT_URL"):
         pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
     settings = Settings(
+        engine="local" if store == "local" else "edge",
         qdrant_path=folder / "qdrant",
         cache_dir=folder / "cache",
         collection=f"test_{uuid.uuid4().hex[:12]}",
@@ -122,7 +127,15 @@ def drop_collection(settings: Settings) -> None:
 
 @pytest.fixture(params=STORES)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """Each index test runs on the embedded store, and on a server when QDRANT_URL is set."""
+    """Each store test runs on the default embedded engine, and on a server when QDRANT_URL is set."""
+    settings = store_settings(request.param, tmp_path)
+    yield settings
+    drop_collection(settings)
+
+
+@pytest.fixture(params=ENGINES)
+def engine_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a fresh collection on every engine: Edge, local mode, and the server if set."""
     settings = store_settings(request.param, tmp_path)
     yield settings
     drop_collection(settings)

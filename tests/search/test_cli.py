@@ -14,7 +14,7 @@ from search.__main__ import main
 from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
 from tests.fakes import TRACKS
 
-FIELDS = {"point_id", "song_id", "title", "artists", "score", "lyrics_score", "cover_score"}
+FIELDS = {"point_id", "song_id", "title", "artists", "score", "lyrics_score", "cover_score", "words_score"}
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_song_id_as_table_and_json(ingested, capsys):
     status, out, _ = run(capsys, "--song-id", "sea-0", "-k", "5", "--lyrics-weight", "1", "--json")
     results = json.loads(out)
     assert status == 0 and len(results) == 5 and set(results[0]) == FIELDS
-    assert results[0]["title"].startswith("Sea Song") and results[0]["score"] == results[0]["lyrics_score"]
+    assert results[0]["title"].startswith("Sea Song") and results[0]["score"] == pytest.approx(0.8 * results[0]["lyrics_score"] + 0.2 * (results[0]["words_score"] or 0), abs=1e-5)
     assert "sea-0" not in {r["song_id"] for r in results}
 
 

@@ -1,22 +1,26 @@
-"""The song index: schema, identities, recorded encoders, centring and the one-process lock."""
+"""The song index on every engine: schema, identities, recorded encoders, centring, the fused vector,
+the store operations the programs use, and the one-process lock."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from search.engines.base import Filter, Match, Range, SparseVector
 from search.index import (
     COVER,
+    FUSED,
     LYRICS,
+    WORDS,
     EncoderMismatch,
     IndexEncoders,
-    SongIndex,
     SongPoint,
     StoreUnavailable,
-    connect,
     normalise_text,
+    open_index,
     song_point_id,
 )
+from search.settings import Settings
 
 ENCODERS = IndexEncoders("all-MiniLM-L6-v2", 8, "efficientnet-lite0", 6)
 
@@ -26,12 +30,16 @@ def unit(values) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
+def pid(n: int) -> str:
+    return f"00000000-0000-0000-0000-{n:012d}"
+
+
 @pytest.fixture
-def index(settings):
-    index = SongIndex(connect(settings), settings.collection)
+def index(engine_settings):
+    index = open_index(engine_settings)
     index.ensure(ENCODERS)
     yield index
-    index.client.close()
+    index.close()
 
 
 def test_point_ids_follow_the_song_identity():
@@ -43,63 +51,116 @@ def test_point_ids_follow_the_song_identity():
     assert normalise_text("  Ça  c'est   LA vie ") == "ca c est la vie"
 
 
-def test_collection_has_named_cosine_vectors_and_records_its_encoders(index, settings):
-    info = index.client.get_collection(settings.collection)
-    vectors = info.config.params.vectors
-    assert vectors[LYRICS].size == 8 and vectors[COVER].size == 6
-    assert vectors[LYRICS].distance.name == "COSINE"
-    reopened = SongIndex(index.client, settings.collection)
-    assert reopened.encoders == ENCODERS
+def test_vectors_are_scored_by_their_distances(index):
+    """lyrics and cover are cosine (length does not matter); fused is a plain dot product."""
+    index.set_centres({})
+    index.upsert([SongPoint(pid(1), {}, {LYRICS: unit([1, 0, 0, 0, 0, 0, 0, 0]), COVER: unit([0, 1, 0, 0, 0, 0])})])
+    (lyrics,) = index.query(LYRICS, np.array([3, 4, 0, 0, 0, 0, 0, 0], dtype=np.float32), 1)
+    assert lyrics.score == pytest.approx(0.6, abs=1e-6)
+    query = np.zeros(14, dtype=np.float32)
+    query[0], query[8 + 1] = 3.0, 2.0  # 3 * lyrics[0] + 2 * cover[1]
+    (fused,) = index.query(FUSED, query, 1)
+    assert fused.score == pytest.approx(5.0, abs=1e-5)
 
 
-def test_opening_with_other_encoders_is_a_clear_error(index):
-    with pytest.raises(EncoderMismatch, match="was built with"):
-        index.ensure(IndexEncoders("bert-base-uncased", 768, "efficientnet-lite0", 6))
+def test_the_collection_records_its_encoders_and_reopens_with_them(engine_settings):
+    index = open_index(engine_settings)
+    index.ensure(ENCODERS, "cover encoder efficientnet-lite0, because resnet50's weights are missing")
+    index.close()
+    reopened = open_index(engine_settings)
+    try:
+        assert reopened.encoders == ENCODERS
+        assert "because resnet50" in reopened.encoder_notice
+        with pytest.raises(EncoderMismatch, match="was built with"):
+            reopened.ensure(IndexEncoders("bert-base-uncased", 768, "efficientnet-lite0", 6))
+    finally:
+        reopened.close()
 
 
 def test_songs_may_lack_a_modality_and_are_stored_centred(index):
-    index.set_centres({LYRICS: unit([1, 0, 0, 0, 0, 0, 0, 0]) * 0.5})
-    lyrics_only = SongPoint("00000000-0000-0000-0000-000000000001", {"title": "L"}, {LYRICS: unit([1, 1, 0, 0, 0, 0, 0, 0])})
-    cover_only = SongPoint("00000000-0000-0000-0000-000000000002", {"title": "C"}, {COVER: unit([0, 1, 0, 0, 0, 0])})
+    lyrics_centre = unit([1, 0, 0, 0, 0, 0, 0, 0]) * 0.5
+    index.set_centres({LYRICS: lyrics_centre})
+    lyrics_only = SongPoint(pid(1), {"title": "L"}, {LYRICS: unit([1, 1, 0, 0, 0, 0, 0, 0])}, SparseVector((3, 9), (0.6, 0.8)))
+    cover_only = SongPoint(pid(2), {"title": "C"}, {COVER: unit([0, 1, 0, 0, 0, 0])})
     index.upsert([lyrics_only, cover_only])
     stored = {p.payload["title"]: p for p in index.get([lyrics_only.point_id, cover_only.point_id])}
     assert set(stored["L"].vectors) == {LYRICS} and set(stored["C"].vectors) == {COVER}
-    assert np.allclose(stored["L"].vectors[LYRICS], unit(unit([1, 1, 0, 0, 0, 0, 0, 0]) - unit([1, 0, 0, 0, 0, 0, 0, 0]) * 0.5), atol=1e-6)
+    expected_lyrics = unit(unit([1, 1, 0, 0, 0, 0, 0, 0]) - lyrics_centre)
+    assert np.allclose(stored["L"].vectors[LYRICS], expected_lyrics, atol=1e-6)
     assert np.allclose(stored["C"].vectors[COVER], unit([0, 1, 0, 0, 0, 0]), atol=1e-6)  # no cover centre
+    assert stored["L"].words == SparseVector((3, 9), (pytest.approx(0.6), pytest.approx(0.8)))
+    assert stored["C"].words is None
+    assert stored["L"].payload["vectors"] == [LYRICS, WORDS] and stored["C"].payload["vectors"] == [COVER]
+    fused = {h.point_id: h.vectors[FUSED] for h in index.engine.retrieve([pid(1), pid(2)], False, [FUSED])}
+    assert np.allclose(fused[pid(1)], np.concatenate([expected_lyrics, np.zeros(6)]), atol=1e-6)
+    assert np.allclose(fused[pid(2)], np.concatenate([np.zeros(8), unit([0, 1, 0, 0, 0, 0])]), atol=1e-6)
     assert index.count() == 2
-    assert [p.payload["title"] for p in index.find("title", "C")] == ["C"]
     with pytest.raises(ValueError, match="already has its centres"):
         index.set_centres({})
 
 
+def test_a_song_with_no_vector_at_all_is_refused(index):
+    index.set_centres({})
+    with pytest.raises(ValueError, match="neither"):
+        index.upsert([SongPoint(pid(5), {"title": "nothing"}, {})])
+    assert index.count() == 0
+
+
 def test_storing_before_centres_are_recorded_is_refused(index):
     with pytest.raises(ValueError, match="centres"):
-        index.upsert([SongPoint("00000000-0000-0000-0000-000000000003", {}, {COVER: unit([1, 0, 0, 0, 0, 0])})])
+        index.upsert([SongPoint(pid(3), {}, {COVER: unit([1, 0, 0, 0, 0, 0])})])
 
 
-def test_embedded_store_used_by_another_client_gives_a_clear_message(tmp_path):
-    from search.settings import Settings
+def test_store_operations_the_programs_use(index):
+    index.set_centres({})
+    songs = [
+        SongPoint(pid(i), {"song_id": f"s{i}", "title": f"T{i}", "genre": "rock" if i % 2 else "pop", "year": 1990 + i,
+                           "artists": [f"A{i % 3}"], "source": "user" if i > 6 else "catalogue"},
+                  {COVER: unit([1, i, 0, 0, 0, 0])})
+        for i in range(1, 10)
+    ]
+    index.upsert(songs)
+    assert [p.payload["title"] for p in index.find("song_id", "s4")] == ["T4"]
+    assert index.find("song_id", "nope") == []
+    assert dict(index.facet("genre")) == {"rock": 5, "pop": 4}
+    assert index.count(Filter(must=(Range("year", gte=1993, lte=1995),))) == 3
+    assert index.count(Filter(must_not=(Match("artists", ("A0",)),))) == 6
+    assert {i for i, _ in index.scroll_payloads(["title"], page=2)} == {p.point_id for p in songs}
+    assert all(set(payload) == {"title"} for _, payload in index.scroll_payloads(["title"]))
+    index.overwrite_payload(pid(2), {"title": "Renamed"})
+    (renamed,) = index.get([pid(2)])
+    assert renamed.payload == {"title": "Renamed", "vectors": [COVER]} and COVER in renamed.vectors
+    assert index.delete_where(Filter(must=(Match("source", ("user",)),))) == 3
+    index.delete([pid(1)])
+    assert index.count() == 5
+    assert [p.point_id for p in index.get([pid(6), pid(1), pid(3)])] == [pid(6), pid(3)]
 
-    settings = Settings(qdrant_path=tmp_path / "store")
-    first = connect(settings)
-    try:
-        with pytest.raises(StoreUnavailable, match="open in another process"):
-            connect(settings)
-    finally:
-        first.close()
+
+def test_embedded_store_used_by_another_process_gives_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    for engine in ("edge", "local"):
+        settings = Settings(engine=engine, qdrant_path=tmp_path / engine, collection="songs")
+        first = open_index(settings)
+        first.ensure(ENCODERS)
+        try:
+            code = textwrap.dedent(f"""
+                from pathlib import Path
+                from search.index import open_index
+                from search.settings import Settings
+                try:
+                    open_index(Settings(engine={engine!r}, qdrant_path=Path({str(settings.qdrant_path)!r}), collection="songs"))
+                except Exception as error:
+                    print(type(error).__name__, error)
+            """)
+            output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+            assert output.startswith("StoreUnavailable") and "open in another process" in output
+        finally:
+            first.close()
 
 
 def test_unreachable_server_gives_a_clear_message():
-    from search.settings import Settings
-
     with pytest.raises(StoreUnavailable, match="unreachable"):
-        connect(Settings(qdrant_url="http://127.0.0.1:9"))
-
-
-def test_collection_records_why_its_encoders_were_chosen(settings):
-    index = SongIndex(connect(settings), settings.collection)
-    try:
-        index.ensure(ENCODERS, "cover encoder efficientnet-lite0, because resnet50's weights are missing")
-        assert "because resnet50" in SongIndex(index.client, settings.collection).encoder_notice
-    finally:
-        index.client.close()
+        open_index(Settings(qdrant_url="http://127.0.0.1:9"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.index import LYRICS, IndexEncoders, SongIndex, SongPoint, connect, song_point_id
+from search.index import LYRICS, IndexEncoders, SongPoint, open_index, song_point_id
 from search.titles import TitleIndex
 
 
-def test_find_tolerates_case_accents_and_typos(settings):
-    index = SongIndex(connect(settings), settings.collection)
+def test_find_tolerates_case_accents_and_typos(engine_settings):
+    index = open_index(engine_settings)
     try:
         index.ensure(IndexEncoders("t", 2, "i", 2))
         index.set_centres({})
@@ -29,4 +29,4 @@ def test_find_tolerates_case_accents_and_typos(settings):
                                 {"title": "Brand New", "artists": ["Newcomer"]}, {LYRICS: np.array([0.0, 1.0], dtype=np.float32)})])
         assert titles.find("brand new")[0].title == "Brand New"  # reloaded when the count changed
     finally:
-        index.client.close()
+        index.close()

@@ -13,7 +13,7 @@ from tests.fakes import HOSTILE_TITLE
 @pytest.fixture
 def catalogue_settings(tmp_path, themed_rows, write_catalogue):
     """An embedded store holding the themed songs and one with a hostile title."""
-    settings = store_settings("embedded", tmp_path)
+    settings = store_settings("edge", tmp_path)
     hostile = tmp_path / "hostile.png"
     hostile.write_bytes(make_cover((250, 0, 0), 5))
     rows = themed_rows + [{"id": "x", "title": HOSTILE_TITLE, "artist": "Mallory", "genre": "city", "lyrics": CITY_LYRICS[3] + "\nsecond line", "cover_path": hostile.name}]

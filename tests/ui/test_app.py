@@ -9,13 +9,13 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from search.index import connect
+from search.index import open_index
 from tests.conftest import CITY_LYRICS, make_cover, store_settings
 from tests.fakes import HOSTILE_TITLE, TRACKS
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 ENV_NAMES = [
-    "QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "QDRANT_COLLECTION", "SONGSPACE_CACHE_DIR",
+    "QDRANT_URL", "QDRANT_API_KEY", "QDRANT_ENGINE", "QDRANT_PATH", "QDRANT_COLLECTION", "SONGSPACE_CACHE_DIR",
     "SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET", "SPOTIFY_API_URL", "SPOTIFY_AUTH_URL", "LRCLIB_URL",
     "COVER_ALLOWED_HOSTS", "HTTP_TIMEOUT_S",
 ]
@@ -24,6 +24,7 @@ ENV_NAMES = [
 def use(monkeypatch, settings, services=None) -> None:
     for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QDRANT_ENGINE", settings.engine)
     monkeypatch.setenv("QDRANT_PATH", str(settings.qdrant_path))
     monkeypatch.setenv("QDRANT_COLLECTION", settings.collection)
     monkeypatch.setenv("SONGSPACE_CACHE_DIR", str(settings.cache_dir))
@@ -174,7 +175,7 @@ def test_spotify_down_or_rate_limited_is_a_short_message(monkeypatch, catalogue_
 
 
 def test_unreachable_server(monkeypatch, tmp_path, app):
-    use(monkeypatch, store_settings("embedded", tmp_path))
+    use(monkeypatch, store_settings("edge", tmp_path))
     monkeypatch.setenv("QDRANT_URL", "http://127.0.0.1:9")
     app.run()
     assert not app.exception
@@ -183,7 +184,7 @@ def test_unreachable_server(monkeypatch, tmp_path, app):
 
 def test_locked_store(monkeypatch, catalogue_settings, app):
     use(monkeypatch, catalogue_settings)
-    holder = connect(catalogue_settings)
+    holder = open_index(catalogue_settings)
     try:
         app.run()
     finally:
@@ -193,7 +194,7 @@ def test_locked_store(monkeypatch, catalogue_settings, app):
 
 
 def test_empty_catalogue_points_to_ingestion(monkeypatch, tmp_path, app):
-    use(monkeypatch, store_settings("embedded", tmp_path))
+    use(monkeypatch, store_settings("edge", tmp_path))
     app.run()
     assert not app.exception
     assert "python -m ingest" in app.warning[0].value
