@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 
 from search.recommend import Filters, Recommendation, recommend, seed_query
-from search.settings import load_settings
+from search.settings import DEFAULT_LYRICS_WEIGHT, load_settings
 
 
 def format_table(results: list[Recommendation]) -> str:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--song-id", help="a catalogue song's id")
     seed.add_argument("--text", help="a description, matched against lyrics")
     seed.add_argument("--spotify", help="a Spotify track id, URI or URL (fetched and added if new)")
-    parser.add_argument("--lyrics-weight", type=float, default=0.5, help="0 = cover only, 1 = lyrics only")
+    parser.add_argument("--lyrics-weight", type=float, default=DEFAULT_LYRICS_WEIGHT, help="0 = cover only, 1 = lyrics only")
     parser.add_argument("-k", type=int, default=10, help="number of recommendations")
     parser.add_argument("--exclude-artist", action="store_true", help="leave out the seed's artists")
     parser.add_argument("--genre", action="append", default=[], help="only these genres")
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"error: no song with id {args.song_id!r} in {settings.collection!r}", file=sys.stderr)
                     return 4
             query = seed_query(seeds, exclude_seed_artists=args.exclude_artist, filters=filters)
-        results = recommend(songspace.index, query, args.lyrics_weight, args.k, args.diversity)
+        results = recommend(
+            songspace.index, query, args.lyrics_weight, args.k, args.diversity, words_weight=settings.words_weight
+        )
     finally:
         songspace.close()
     if args.json:

@@ -15,7 +15,7 @@ from ingest.spotify import SpotifyClient, SpotifyError
 from ingest.unseen import UnseenSongError, add_spotify_track, add_user_song
 from search.index import SongIndexError, song_point_id
 from search.recommend import Filters, Query, recommend, seed_query
-from search.settings import Settings, load_settings
+from search.settings import DEFAULT_LYRICS_WEIGHT, Settings, load_settings
 from search.titles import TitleIndex
 from ui.views import STYLE, card_html, cover_source, excerpt_html, header_html, safe_link, text
 
@@ -34,7 +34,7 @@ def songspace_for(settings: Settings) -> Songspace:
     songspace.embedder.load()
     first = next(iter(songspace.index.scroll_payloads([])), None)
     if first is not None:  # one query now, so the first visitor's click does not pay for warm-up
-        recommend(songspace.index, seed_query(songspace.index.get([first[0]])), 0.5, 3)
+        recommend(songspace.index, seed_query(songspace.index.get([first[0]])), k=3)
     return songspace
 
 
@@ -85,7 +85,7 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
     """The controls, and the status of the store; returns the control values."""
     with st.sidebar:
         st.subheader("Controls")
-        weight = st.slider("Lyrics weight (the rest is cover)", 0.0, 1.0, 0.6, 0.05, key="lyrics_weight",
+        weight = st.slider("Lyrics weight (the rest is cover)", 0.0, 1.0, DEFAULT_LYRICS_WEIGHT, 0.05, key="lyrics_weight",
                            help="1 recommends by lyrics only, 0 by cover only")
         k = st.slider("Results", 3, 30, 9, key="k")
         exclude_artist = st.checkbox("Exclude the same artist", key="exclude_artist")
@@ -200,7 +200,10 @@ def show_results(songspace: Songspace, query: Query, controls: dict[str, Any]) -
     """Recommendation cards, three to a row (one on a phone)."""
     started = time.perf_counter()
     try:
-        results = recommend(songspace.index, query, controls["lyrics_weight"], controls["k"], controls["diversity"])
+        results = recommend(
+            songspace.index, query, controls["lyrics_weight"], controls["k"], controls["diversity"],
+            words_weight=songspace.settings.words_weight,
+        )
     except ValueError as error:
         st.warning(str(error))
         return

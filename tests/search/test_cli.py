@@ -10,6 +10,7 @@ import pytest
 from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
 from search import eval as search_eval
+from search.settings import DEFAULT_LYRICS_WEIGHT
 from search.__main__ import main
 from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
 from tests.fakes import TRACKS
@@ -85,10 +86,16 @@ def test_eval_reports_every_method(tmp_path, write_catalogue, monkeypatch, capsy
     out_json = tmp_path / "eval.json"
     assert search_eval.main([str(write_catalogue(rows)), "--label", "genre", "--json", str(out_json)]) == 0
     results = json.loads(out_json.read_text())
-    assert set(results) == {"lyrics", "cover", "fused", "tfidf", "seed_concat"}
-    assert all({"macro_p_at_10", "micro_p_at_10"} <= set(v) for v in results.values())
-    assert [p["lyrics_weight"] for p in results["fused"]["curve"]] == [round(0.1 * i, 1) for i in range(11)]
-    assert results["fused"]["macro_p_at_10"] == max(p["macro_p_at_10"] for p in results["fused"]["curve"])
+    methods = {"lyrics", "lyrics_dense", "words", "cover", "fused", "tfidf", "seed_concat"}
+    assert set(results) == methods | {"default_lyrics_weight", "words_weight", "songs"}
+    assert results["default_lyrics_weight"] == DEFAULT_LYRICS_WEIGHT and results["songs"] == 24
+    assert all({"macro_p_at_10", "micro_p_at_10"} <= set(results[m]) for m in methods)
+    curve = results["fused"]["curve"]
+    assert [p["lyrics_weight"] for p in curve] == sorted({round(0.1 * i, 1) for i in range(11)} | {DEFAULT_LYRICS_WEIGHT})
+    at_default = next(p for p in curve if p["lyrics_weight"] == DEFAULT_LYRICS_WEIGHT)
+    assert results["fused"]["macro_p_at_10"] == at_default["macro_p_at_10"]  # what users get, not the best
+    assert results["fused"]["oracle"]["macro_p_at_10"] == max(p["macro_p_at_10"] for p in curve)
     assert results["lyrics"]["macro_p_at_10"] > 0.9  # sea and city lyrics are easy to tell apart
     assert results["tfidf"]["macro_p_at_10"] > 0.6
-    assert "| lyrics |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| lyrics (dense + words" in out and "an oracle figure" in out
