@@ -230,7 +230,7 @@ def _skip_bom(handle: BinaryIO, path: Path) -> None:
     """Start after a UTF-8 byte-order mark; refuse UTF-16, which cannot be read line by line."""
     start = handle.read(3)
     if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        raise CatalogueError(f"catalogue {path} is UTF-16; save it as UTF-8")
+        raise CatalogueError(f"cannot read catalogue {path}: it is UTF-16; save it as UTF-8")
     handle.seek(len(codecs.BOM_UTF8) if start == codecs.BOM_UTF8 else 0)
 
 
@@ -262,9 +262,9 @@ def _csv_table(path: Path) -> Iterator[Table]:
             while not header:  # blank lines before the header are skipped
                 header = next(reader)
         except StopIteration:
-            raise CatalogueError(f"catalogue {path} is empty: no header line") from None
+            raise CatalogueError(f"cannot read catalogue {path}: it is empty (no header line)") from None
         except csv.Error as error:
-            raise CatalogueError(f"cannot read the header of catalogue {path}: {error}") from error
+            raise CatalogueError(f"cannot read catalogue {path}: its header is not CSV ({error})") from error
         repairs.clear()
         names = [name.strip() for name in header]
         yield names, _csv_records(handle, lines, reader, repairs, names)
@@ -330,7 +330,7 @@ def _json_lines_table(path: Path) -> Iterator[Table]:
             if not text.strip():
                 continue
             if not objects and text.lstrip().startswith("["):
-                raise CatalogueError(f"catalogue {path} holds a JSON array; write one JSON object per line")
+                raise CatalogueError(f"cannot read catalogue {path}: it holds a JSON array; write one JSON object per line")
             value: dict[str, Any] | None = None
             problem: str | None = None
             try:
