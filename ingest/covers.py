@@ -6,6 +6,7 @@ import hashlib
 import io
 import ipaddress
 import socket
+import threading
 import uuid
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -23,6 +24,8 @@ from search.settings import Settings
 
 MAX_PIXELS = 40_000_000  # a 6,300 x 6,300 cover; larger ones are refused before decoding
 MAX_REDIRECTS = 3
+# Striped locks, one per URL hash stripe: memory stays flat at any catalogue size.
+_URL_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 class CoverError(Exception):
@@ -68,16 +71,19 @@ class CoverFetcher:
     def fetch(self, url: str) -> bytes:
         """The bytes of a cover URL, from the disk cache or the network, checked to be an image (by its header)."""
         cached = self.cache_dir / hashlib.sha256(url.encode()).hexdigest()
-        if cached.is_file():
-            return cached.read_bytes()
-        data = self._download(url)
-        self.check(data)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # A name of its own per writer: two threads may fetch the same URL at once.
-        partial = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.part")
-        partial.write_bytes(data)
-        partial.replace(cached)
-        return data
+        # Songs of one album share a cover URL and load in parallel threads: one thread downloads
+        # it while the others wait for its cached copy.
+        with _URL_LOCKS[int(cached.name[:8], 16) % len(_URL_LOCKS)]:
+            if cached.is_file():
+                return cached.read_bytes()
+            data = self._download(url)
+            self.check(data)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            # A name of its own per writer: another process may fetch the same URL at once.
+            partial = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.part")
+            partial.write_bytes(data)
+            partial.replace(cached)
+            return data
 
     @retry(
         retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
