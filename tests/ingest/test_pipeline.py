@@ -210,4 +210,4 @@ def test_spotify_enrichment_fills_covers_and_links(online_settings, services, wr
     assert points["e1"].payload["cover_url"].endswith("-300.png") and COVER in points["e1"].vectors
     assert points["e2"].payload["spotify_id"] == TRACKS[2].id  # accents and case do not matter
     assert "spotify_id" not in points["e3"].payload  # wrong artist: not attached
-    assert "spotify matched 2  missed 2  ambiguous 0" in summary.lines()
+    assert any(line.startswith("spotify by id 0  matched 2  missed 2  ambiguous 0") for line in summary.lines())
