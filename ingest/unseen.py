@@ -3,11 +3,11 @@ inserted once, then returned as search seeds."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ingest.catalogue import Song
 from ingest.context import Songspace
+from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient, LyricsUnavailable
 from ingest.pipeline import COVER_HASH, LYRICS_HASH, Ingestor
 from ingest.spotify import SpotifyClient, parse_track_id
@@ -98,11 +98,13 @@ def add_user_song(
         raise UnseenSongError("a song needs a title and an artist")
     cover = None
     if cover_bytes:
-        # Uploads are kept as files, so the page can show them and the usual cover path reads them.
-        uploads = songspace.settings.cache_dir / "uploads"
-        uploads.mkdir(parents=True, exist_ok=True)
-        path = uploads / hashlib.sha256(cover_bytes).hexdigest()
-        path.write_bytes(cover_bytes)
+        # Uploads are kept as files, so the page can show them and the usual cover path reads them;
+        # the file is checked before it is written, and only this call may read the uploads folder.
+        try:
+            path = songspace.fetcher.save_upload(cover_bytes)
+        except CoverError as error:
+            raise UnseenSongError(f"the uploaded cover cannot be used: {error}") from error
+        songspace = replace(songspace, fetcher=songspace.fetcher.with_roots(path.parent))
         cover = str(path)
     notes = ["lyrics given" if lyrics and lyrics.strip() else "no lyrics given"]
     notes.append("cover uploaded" if cover else "no cover given")

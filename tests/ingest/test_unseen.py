@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from ingest.context import open_songspace
+from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient
 from ingest.pipeline import Ingestor
 from ingest.spotify import SpotifyClient, SpotifyError
@@ -90,4 +94,35 @@ def test_user_song_by_hand(songspace):
 
 def test_user_song_needs_something_to_recommend_from(songspace):
     with pytest.raises(UnseenSongError, match="neither lyrics nor a cover"):
-        add_user_song(songspace, "Empty", "Nobody", lyrics="", cover_bytes=b"not an image")
+        add_user_song(songspace, "Empty", "Nobody", lyrics="", cover_bytes=None)
+
+
+def png_of(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (width, height)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "cover, reason",
+    [
+        (make_cover((90, 90, 90), 9) + bytes(11 * 1024 * 1024), "byte cap"),
+        (b"GIF89a, or any other bytes named cover.png", "not a readable image"),
+        (png_of(8000, 8000), "pixel cap"),
+        (make_cover((90, 90, 90), 9)[:300], "could not be decoded"),
+    ],
+    ids=["too-big", "not-an-image", "too-many-pixels", "truncated"],
+)
+def test_a_refused_upload_is_an_error_and_writes_nothing(songspace, cover, reason):
+    count = songspace.index.count()
+    with pytest.raises(UnseenSongError, match=f"uploaded cover cannot be used: .*{reason}"):
+        add_user_song(songspace, "Skyline", "Tower Tones", lyrics=CITY_LYRICS[1], cover_bytes=cover)
+    assert songspace.index.count() == count
+    assert not (songspace.settings.cache_dir / "uploads").exists()
+
+
+def test_uploads_are_readable_only_by_the_call_that_added_them(songspace):
+    add_user_song(songspace, "Skyline", "Tower Tones", lyrics=CITY_LYRICS[1], cover_bytes=make_cover((90, 90, 90), 12))
+    (upload,) = (songspace.settings.cache_dir / "uploads").iterdir()
+    with pytest.raises(CoverError, match="COVER_ROOTS"):
+        songspace.fetcher.load(str(upload))
