@@ -203,29 +203,76 @@ def exact_top(
         best_words = word_hits[0].score if word_hits else 0.0
         if best_words <= 0.0:  # no song shares a word with the query: the words term is 0 for all
             return [Ranked(h.point_id, h.score, None) for h in dense_hits[:k]]
-        scale = b * weights[LYRICS] / best_words
-        dense = {h.point_id: h.score for h in dense_hits}
-        words = {h.point_id: h.score for h in word_hits}
-        dense_complete, words_complete = len(dense_hits) < limit, len(word_hits) < limit
-        # Every song the filter admits has a fused vector, so a complete dense list holds them all.
-        only_words = [i for i in words if i not in dense]
-        if only_words:
-            restricted = where.also(must=(HasId(tuple(only_words)),))
-            dense.update((h.point_id, h.score) for h in index.query(FUSED, dense_query, len(only_words), restricted))
-        only_dense = [i for i in dense if i not in words] if not words_complete else []
-        if only_dense:
-            restricted = where.also(must=(HasId(tuple(only_dense)),))
-            words.update((h.point_id, h.score) for h in index.query(WORDS, query.words, len(only_dense), restricted))  # type: ignore[arg-type]
+        lists = _Lists(dense_hits, word_hits, limit, b * weights[LYRICS] / best_words)
+        lists.resolve(index, dense_query, query.words, where, k)  # type: ignore[arg-type]
         scored = sorted(
-            (Ranked(i, score + scale * words.get(i, 0.0), words.get(i, 0.0) / best_words) for i, score in dense.items()),
+            (Ranked(i, d + lists.scale * w, w / best_words) for i, (d, w) in lists.exact.items()),
             key=lambda r: -r.score,
         )[:k]
-        if dense_complete:
-            return scored
-        outside = dense_hits[-1].score + (0.0 if words_complete else scale * max(word_hits[-1].score, 0.0))
-        if len(scored) >= k and scored[k - 1].score >= outside:
+        # Every song the filter admits has a fused vector, so a complete dense list holds them all.
+        if lists.dense_complete or (len(scored) >= k and scored[k - 1].score >= lists.outside):
             return scored
         limit *= 4
+
+
+class _Lists:
+    """The dense and words top lists of one round, and the songs' exact or bounded scores.
+
+    A song in both lists (or in the dense list when the words list holds every song sharing a
+    word) is scored exactly. A song in one list only has an upper bound, the other list's last
+    score; only songs whose bound could still reach the top k have that part fetched, best bound
+    first, in small chunks so that the k-th score rises and stops the fetching early.
+    """
+
+    CHUNK = 16
+
+    def __init__(self, dense_hits: list, word_hits: list, limit: int, scale: float) -> None:
+        self.scale = scale
+        self.dense_complete, self.words_complete = len(dense_hits) < limit, len(word_hits) < limit
+        self.dense_last = dense_hits[-1].score if dense_hits else 0.0
+        # Outside the words list a song shares no word (0) or scores at most the list's last.
+        self.words_last = 0.0 if self.words_complete else max(word_hits[-1].score, 0.0)
+        dense = {h.point_id: h.score for h in dense_hits}
+        words = {h.point_id: h.score for h in word_hits}
+        self.exact: dict[str, tuple[float, float]] = {}
+        self.need_words: dict[str, float] = {}  # dense part known
+        self.need_dense: dict[str, float] = {}  # words part known
+        for i, d in dense.items():
+            if i in words or self.words_complete:
+                self.exact[i] = (d, words.get(i, 0.0))
+            else:
+                self.need_words[i] = d
+        if not self.dense_complete:
+            self.need_dense = {i: w for i, w in words.items() if i not in dense}
+
+    @property
+    def outside(self) -> float:
+        """The best score a song in neither list could have."""
+        return self.dense_last + self.scale * self.words_last
+
+    def resolve(self, index: SongIndex, dense_query: np.ndarray, words_query: SparseVector, where: Filter, k: int) -> None:
+        """Fetch the missing part of every song that could still make the top k."""
+        bounds = [(d + self.scale * self.words_last, i, WORDS) for i, d in self.need_words.items()]
+        bounds += [(self.dense_last + self.scale * w, i, FUSED) for i, w in self.need_dense.items()]
+        bounds.sort(reverse=True)
+        while bounds:
+            ranked = sorted((d + self.scale * w for d, w in self.exact.values()), reverse=True)
+            kth = ranked[k - 1] if len(ranked) >= k else -np.inf
+            chunk = [item for item in bounds[: self.CHUNK] if item[0] >= kth]
+            if not chunk:
+                return
+            bounds = bounds[len(chunk):] if len(chunk) == len(bounds[: self.CHUNK]) else []
+            for using in (WORDS, FUSED):
+                ids = tuple(i for _, i, u in chunk if u == using)
+                if not ids:
+                    continue
+                vector = words_query if using == WORDS else dense_query
+                found = {h.point_id: h.score for h in index.query(using, vector, len(ids), where.also(must=(HasId(ids),)))}
+                for i in ids:
+                    if using == WORDS:  # not returned: the song shares no word with the query
+                        self.exact[i] = (self.need_words[i], found.get(i, 0.0))
+                    elif i in found:
+                        self.exact[i] = (found[i], self.need_dense[i])
 
 
 def _cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
