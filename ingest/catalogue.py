@@ -249,6 +249,11 @@ def _decoded(handle: BinaryIO, repairs: list[str]) -> Generator[str, None, None]
         yield text
 
 
+def _blank(fields: list[str]) -> bool:
+    """Whether the csv module's fields are those of a blank line (or one of spaces)."""
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
 @contextmanager
 def _csv_table(path: Path) -> Iterator[Table]:
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
@@ -259,12 +264,14 @@ def _csv_table(path: Path) -> Iterator[Table]:
         reader = csv.reader(lines)
         header: list[str] = []
         try:
-            while not header:  # blank lines before the header are skipped
+            while _blank(header):  # blank lines before the header are skipped
                 header = next(reader)
         except StopIteration:
             raise CatalogueError(f"cannot read catalogue {path}: it is empty (no header line)") from None
         except csv.Error as error:
             raise CatalogueError(f"cannot read catalogue {path}: its header is not CSV ({error})") from error
+        if inspect.getgeneratorstate(lines) == inspect.GEN_CLOSED:
+            raise CatalogueError(f"cannot read catalogue {path}: its header opens a quoted field that is never closed")
         repairs.clear()
         names = [name.strip() for name in header]
         yield names, _csv_records(handle, lines, reader, repairs, names)
@@ -298,7 +305,7 @@ def _csv_records(
         span = _span(first, before + reader.line_num)
         notes = [f"{span}: {repair}" for repair in dict.fromkeys(repairs)]
         repairs.clear()
-        if not fields:
+        if _blank(fields):
             continue
         row += 1
         if inspect.getgeneratorstate(lines) == inspect.GEN_CLOSED:
@@ -312,7 +319,8 @@ def _csv_records(
             yield _Record(row, (), f"line {first}: a quoted field opens here and is never closed")
             continue
         if len(fields) < named or any(f.strip() for f in fields[width:]):
-            yield _Record(row, (), f"{span}: {len(fields)} fields where the header has {width}")
+            count = f"{len(fields)} field" + ("s" if len(fields) != 1 else "")
+            yield _Record(row, (), f"{span}: {count} where the header has {width}")
             continue
         yield _Record(row, fields + [""] * (width - len(fields)), notes=notes)
 

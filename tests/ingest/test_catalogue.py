@@ -119,6 +119,8 @@ def test_clear_errors_for_unusable_catalogues(write_catalogue, tmp_path):
         read_bytes(tmp_path, b"")
     with pytest.raises(CatalogueError, match="empty"):
         read_bytes(tmp_path, b"\n\r\n")
+    with pytest.raises(CatalogueError, match="header opens a quoted field"):
+        read_bytes(tmp_path, b'id,"title,lyrics\n1,A,b\n')
     with pytest.raises(CatalogueError, match="UTF-16"):
         read_bytes(tmp_path, "title,lyrics\nA,b\n".encode("utf-16"))
     with pytest.raises(CatalogueError, match="cannot read catalogue"):
@@ -168,12 +170,14 @@ def test_too_few_fields_and_harmless_trailing_commas(tmp_path):
         b"c1,Short\n"
         b"c2,Trailing," + LYRICS.encode() + b",,\n"
         b"c3,Spill," + LYRICS.encode() + b",,x\n"
+        b"lonely\n"
     )
     songs, problems = read_bytes(tmp_path, data)
     assert [(s.row, s.title, s.lyrics) for s in songs] == [(2, "Trailing", LYRICS)]
     assert reasons(problems) == {
         1: [("rejected", "line 2: 2 fields where the header has 3")],
         3: [("rejected", "line 4: 5 fields where the header has 3")],
+        4: [("rejected", "line 5: 1 field where the header has 3")],
     }
 
 
@@ -181,14 +185,14 @@ def test_multiline_lyrics_and_meaningful_numbers(tmp_path):
     data = (
         b"id,title,lyrics\n"
         b'd1,Verse,"first line of the song\n\nsecond verse, with a comma\nand ""quotes"""\n'
-        b"\n"  # a blank line is not a row
+        b"\n   \n"  # blank lines are not rows
         b'd2,Broken,"spread over\nthree lines",extra\n'
         b"d3,After,plain lyrics without any newline\n"
     )
     songs, problems = read_bytes(tmp_path, data)
     assert [(s.row, s.song_id) for s in songs] == [(1, "d1"), (3, "d3")]
     assert songs[0].lyrics == 'first line of the song\n\nsecond verse, with a comma\nand "quotes"'
-    assert reasons(problems) == {2: [("rejected", "lines 7-8: 4 fields where the header has 3")]}
+    assert reasons(problems) == {2: [("rejected", "lines 8-9: 4 fields where the header has 3")]}
 
 
 def test_a_quote_never_closed_loses_only_its_row(tmp_path):
@@ -337,3 +341,9 @@ def test_parquet_with_odd_types(tmp_path):
 def test_limit_counts_unreadable_rows(tmp_path):
     songs, problems = read_bytes(tmp_path, b"id,title\nn1,A\nn2,B,x\nn3,C\nn4,D\n", limit=3)
     assert [s.row for s in songs] == [1, 3] and [p.row for p in problems] == [2]
+
+
+def test_a_one_column_catalogue(tmp_path):
+    songs, problems = read_bytes(tmp_path, b"title\nOne\nTwo,extra\n")
+    assert [s.title for s in songs] == ["One"]
+    assert reasons(problems) == {2: [("rejected", "line 3: 2 fields where the header has 1")]}
