@@ -62,6 +62,9 @@ class Settings:
     spotify_client_secret: str | None = field(default=None, repr=False)
     spotify_api_url: str = "https://api.spotify.com/v1/"
     spotify_auth_url: str = "https://accounts.spotify.com/api/token"
+    # Where Spotify sends the user back after logging in for "Save to Spotify": the page's address,
+    # registered as a redirect URI in the Spotify app (Spotify accepts http only for 127.0.0.1).
+    spotify_redirect_uri: str = "http://127.0.0.1:8501/"
     lrclib_url: str = "https://lrclib.net"
     cover_allowed_hosts: tuple[str, ...] = ()
     cover_roots: tuple[Path, ...] = ()
@@ -181,6 +184,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         spotify_client_secret=read.text("SPOTIPY_CLIENT_SECRET"),
         spotify_api_url=read.text("SPOTIFY_API_URL") or defaults.spotify_api_url,
         spotify_auth_url=read.text("SPOTIFY_AUTH_URL") or defaults.spotify_auth_url,
+        spotify_redirect_uri=read.text("SPOTIFY_REDIRECT_URI") or defaults.spotify_redirect_uri,
         lrclib_url=(read.text("LRCLIB_URL") or defaults.lrclib_url).rstrip("/"),
         cover_allowed_hosts=tuple(host.lower() for host in read.items("COVER_ALLOWED_HOSTS")),
         cover_roots=tuple(PROJECT_ROOT / Path(item).expanduser() for item in read.items("COVER_ROOTS")),
