@@ -174,7 +174,7 @@ def test_command_killed_mid_run_completes_on_rerun(settings, tmp_path, write_cat
 
 def test_command_exit_codes(settings, tmp_path, write_catalogue):
     bad = tmp_path / "catalogue.csv"
-    bad.write_text("title,lyrics\n\"unterminated,")
+    bad.write_bytes(b"")  # an empty file has no header: unreadable
     process = ingest_command(bad, settings)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 2 and "cannot read catalogue" in err
