@@ -129,7 +129,8 @@ def _attach_by_id(
 ) -> None:
     if track is None:
         summary.unknown_ids += 1
-        problems.append(RowProblem(song.row, song.song_id, song.title, "kept", f"Spotify does not know the id {track_id}"))
+        reason = f"Spotify does not know the id {track_id}"
+        problems.append(RowProblem(song.row, song.song_id, song.title, "kept", reason))
         if not song.spotify_id:  # only a catalogue id that looked like a Spotify id: search instead
             to_search.append(song)
         return
@@ -147,9 +148,8 @@ def _search(song: Song, spotify: SpotifyClient, summary: EnrichSummary, problems
     first = matches[0]
     if any(abs((t.duration_ms or 0) - (first.duration_ms or 0)) > DURATION_SAME_RECORDING_MS for t in matches[1:]):
         summary.ambiguous += 1
-        problems.append(
-            RowProblem(song.row, song.song_id, song.title, "kept", f"Spotify match ambiguous ({len(matches)} recordings)")
-        )
+        reason = f"Spotify match ambiguous ({len(matches)} recordings)"
+        problems.append(RowProblem(song.row, song.song_id, song.title, "kept", reason))
         return
     summary.matched += 1
     _attach(song, first, first.id)

@@ -9,13 +9,12 @@ a batched lookup is one call under that policy, and nothing above it retries aga
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
+import sqlite3
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -241,54 +240,76 @@ def as_spotify_error(error: Exception, messages: Mapping[int, str] = NO_SUCH_TRA
     return SpotifyError(f"Spotify cannot be reached ({error.__class__.__name__}); try again later")
 
 
-class ResponseCache:
-    """Keeps API answers in process, and on disk too when given a folder (for ingestion runs)."""
+def slim_track(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A track object cut to what SpotifyTrack reads, so a million cached answers stay small
+    (a full one carries, among others, every market it is sold in)."""
+    if not item:
+        return None
+    album = item.get("album") or {}
+    return {
+        "id": item.get("id"),
+        "name": item.get("name"),
+        "duration_ms": item.get("duration_ms"),
+        "external_urls": {"spotify": (item.get("external_urls") or {}).get("spotify")},
+        "artists": [{"name": a.get("name")} for a in item.get("artists") or [] if a],
+        "album": {
+            "name": album.get("name"),
+            "release_date": album.get("release_date"),
+            "images": [{"url": i.get("url"), "width": i.get("width")} for i in album.get("images") or [] if i],
+        },
+    }
 
-    def __init__(self, folder: Path | None = None, ttl_s: float = CACHE_TTL_S) -> None:
-        self.folder = folder
+
+class ResponseCache:
+    """Keeps API answers in process memory (the page), or in an SQLite file when given one
+    (ingestion runs: one file holds a catalogue's million answers without holding them in memory,
+    and each batch is committed at once, so a killed run keeps every answer it was given)."""
+
+    def __init__(self, path: Path | None = None, ttl_s: float = CACHE_TTL_S) -> None:
         self.ttl_s = ttl_s
         self._memory: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
-
-    def _path(self, key: str) -> Path | None:
-        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()}.json" if self.folder else None
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Several ingestion processes may share the cache folder: wait for each other's writes.
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS answer (key TEXT PRIMARY KEY, saved REAL NOT NULL, value TEXT NOT NULL)"
+            )
 
     def get(self, key: str) -> tuple[bool, Any]:
         """(True, the answer) if `key` has a fresh one (None is an answer too), else (False, None)."""
+        with self._lock:
+            if self._db is None:
+                hit = self._memory.get(key)
+            else:
+                row = self._db.execute("SELECT saved, value FROM answer WHERE key = ?", (key,)).fetchone()
+                hit = (row[0], json.loads(row[1])) if row else None
+        if hit is None or time.time() - hit[0] >= self.ttl_s:
+            return False, None
+        return True, hit[1]
+
+    def put_many(self, answers: dict[str, Any]) -> None:
+        """Keep answers (in one transaction on disk)."""
         now = time.time()
         with self._lock:
-            hit = self._memory.get(key)
-        if hit and now - hit[0] < self.ttl_s:
-            return True, hit[1]
-        path = self._path(key)
-        if path is None or not path.is_file() or now - path.stat().st_mtime >= self.ttl_s:
-            return False, None
-        try:
-            value = json.loads(path.read_text())
-        except (OSError, ValueError):  # unreadable: ask again rather than fail the run
-            return False, None
-        with self._lock:
-            self._memory[key] = (now, value)
-        return True, value
-
-    def put(self, key: str, value: Any) -> None:
-        """Keep an answer (in memory, and on disk if there is a folder)."""
-        path = self._path(key)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Written aside and renamed, so a run killed mid-write never leaves half an answer.
-            partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
-            partial.write_text(json.dumps(value))
-            partial.replace(path)
-        with self._lock:
-            self._memory[key] = (time.time(), value)
+            if self._db is None:
+                self._memory.update((key, (now, value)) for key, value in answers.items())
+                return
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO answer VALUES (?, ?, ?)",
+                    [(key, now, json.dumps(value)) for key, value in answers.items()],
+                )
 
     def get_or_call(self, key: str, call: Callable[[], T]) -> T:
         """The cached answer for `key`, else `call()`'s, which is then cached."""
         found, value = self.get(key)
         if not found:
             value = call()
-            self.put(key, value)
+            self.put_many({key: value})
         return value
 
 
@@ -318,7 +339,7 @@ class SpotifyClient:
             auth_manager=auth, requests_session=session, requests_timeout=settings.http_timeout_s
         )
         self._api.prefix = settings.spotify_api_url.rstrip("/") + "/"
-        self.cache = ResponseCache(settings.cache_dir / "spotify" if disk_cache else None)
+        self.cache = ResponseCache(settings.cache_dir / "spotify.sqlite" if disk_cache else None)
         self.requests: Counter[str] = Counter()
         self._requests_lock = threading.Lock()
         # Spotify removed the several-tracks endpoint for apps in development mode (February
@@ -326,13 +347,9 @@ class SpotifyClient:
         self._several_tracks = True
 
     def _call(
-        self,
-        kind: str,
-        call: Callable[[], dict[str, Any] | None],
-        key: str | None = None,
-        messages: Mapping[int, str] = NO_SUCH_TRACK,
+        self, kind: str, call: Callable[[], dict[str, Any] | None], messages: Mapping[int, str] = NO_SUCH_TRACK
     ) -> Any:
-        """One API call under the retry policy, cached under `key` if given, counted under `kind`."""
+        """One API call under the retry policy, counted under `kind`; `messages` explains refusals."""
         def attempt() -> dict[str, Any]:
             with self._requests_lock:
                 self.requests[kind] += 1
@@ -342,26 +359,27 @@ class SpotifyClient:
             return result
 
         try:
-            if key is None:
-                return call_with_retries(attempt)
-            return self.cache.get_or_call(key, lambda: call_with_retries(attempt))
-        except (spotipy.SpotifyException, spotipy.SpotifyOauthError, requests.ConnectionError, requests.Timeout) as error:
+            return call_with_retries(attempt)
+        except (spotipy.SpotifyException, spotipy.SpotifyOauthError, requests.RequestException) as error:
             raise as_spotify_error(error, messages) from error
 
     def search_tracks(self, query: str, limit: int = 10) -> list[SpotifyTrack]:
         """Tracks matching a free-text query, in Spotify's order (at most 10: Spotify's cap)."""
         if not query.strip():
             return []
-        answer = self._call(
-            "search", lambda: self._api.search(q=query, type="track", limit=limit), key=f"search|{limit}|{query}"
-        )
+        def ask() -> dict[str, Any]:
+            return self._call("search", lambda: self._api.search(q=query, type="track", limit=limit))
+
+        answer = self.cache.get_or_call(f"search|{limit}|{query}", ask)
         items = (answer.get("tracks") or {}).get("items") or []
         return [SpotifyTrack.from_api(item) for item in items if item and item.get("id")]
 
     def track(self, ref: str) -> SpotifyTrack:
         """One track by id, URI or URL."""
         track_id = parse_track_id(ref)
-        item = self._call("lookup", lambda: self._api.track(track_id), key=f"track|{track_id}")
+        item = self.cache.get_or_call(
+            f"track|{track_id}", lambda: slim_track(self._call("lookup", lambda: self._api.track(track_id)))
+        )
         if item is None:  # a batched lookup found earlier that Spotify does not know it
             raise SpotifyError("Spotify has no such track", 404)
         return SpotifyTrack.from_api(item)
@@ -386,8 +404,7 @@ class SpotifyClient:
         for start in range(0, len(missing), LOOKUP_BATCH):
             batch = missing[start : start + LOOKUP_BATCH]
             items = self._lookup(batch)
-            for track_id, item in zip(batch, items):
-                self.cache.put(f"track|{track_id}", item)
+            self.cache.put_many({f"track|{track_id}": item for track_id, item in zip(batch, items)})
             yield {track_id: SpotifyTrack.from_api(item) if item else None for track_id, item in zip(batch, items)}
 
     def _lookup(self, batch: list[str]) -> list[dict[str, Any] | None]:
@@ -404,12 +421,12 @@ class SpotifyClient:
             else:
                 if not isinstance(items, list) or len(items) != len(batch):
                     raise SpotifyError("Spotify sent a malformed response; try again later")
-                return [item if isinstance(item, dict) and item.get("id") else None for item in items]
+                return [slim_track(item) if isinstance(item, dict) and item.get("id") else None for item in items]
         return [self._lookup_one(track_id) for track_id in batch]
 
     def _lookup_one(self, track_id: str) -> dict[str, Any] | None:
         try:
-            return self._call("lookup", lambda: self._api.track(track_id))
+            return slim_track(self._call("lookup", lambda: self._api.track(track_id)))
         except SpotifyError as error:
             if error.status in (400, 404):
                 return None
@@ -432,9 +449,9 @@ class SpotifyClient:
         meta = self._call(
             "collection", lambda: self._api.playlist(playlist_id, fields="name,external_urls"), messages=messages
         )
-        tracks: list[SpotifyTrack] = []
+        items: list[dict[str, Any]] = []
         skipped = total = offset = 0
-        while len(tracks) < limit:
+        while len(items) < limit:
             page = self._call(
                 "collection",
                 lambda: self._api.playlist_items(
@@ -445,41 +462,49 @@ class SpotifyClient:
             entries = page.get("items") or []
             total = int(page.get("total") or 0)
             for entry in entries:
-                if len(tracks) == limit:
+                if len(items) == limit:
                     break
                 # Since February 2026 an entry holds its track under "item" ("track" is deprecated).
                 item = (entry or {}).get("item") or (entry or {}).get("track")
                 if item and item.get("id") and item.get("type", "track") == "track" and not entry.get("is_local"):
-                    tracks.append(SpotifyTrack.from_api(item))
+                    items.append(item)
                 else:  # a local file, a podcast episode, or a track no longer on Spotify
                     skipped += 1
             offset += len(entries)
             if not entries or not page.get("next"):
                 break
         url = (meta.get("external_urls") or {}).get("spotify") or f"https://open.spotify.com/playlist/{playlist_id}"
-        return SpotifyCollection("playlist", playlist_id, meta.get("name") or "", url, tracks, total, skipped)
+        name = meta.get("name") or ""
+        return SpotifyCollection("playlist", playlist_id, name, url, self._keep(items), total, skipped)
 
     def _album(self, album_id: str, limit: int) -> SpotifyCollection:
         messages = {400: f"Spotify has no album {album_id}", 404: f"Spotify has no album {album_id}"}
-        album = self._call("collection", lambda: self._api.album(album_id), key=f"album|{album_id}", messages=messages)
+        album = self.cache.get_or_call(
+            f"album|{album_id}", lambda: self._call("collection", lambda: self._api.album(album_id), messages=messages)
+        )
         # An album lists simplified track objects, which lack the album: give each the one they are on.
         about = {key: value for key, value in album.items() if key != "tracks"}
         page = album.get("tracks") or {}
         items: list[dict[str, Any]] = list(page.get("items") or [])
         while len(items) < limit and page.get("next") and page.get("items"):
             offset = len(items)
-            page = self._call(
-                "collection",
-                lambda: self._api.album_tracks(album_id, limit=PAGE_SIZE, offset=offset),
-                key=f"album-tracks|{album_id}|{offset}",
-                messages=messages,
-            )
+            def ask_page() -> dict[str, Any]:
+                return self._call(
+                    "collection", lambda: self._api.album_tracks(album_id, limit=PAGE_SIZE, offset=offset), messages
+                )
+
+            page = self.cache.get_or_call(f"album-tracks|{album_id}|{offset}", ask_page)
             items.extend(page.get("items") or [])
-        taken = items[:limit]
-        tracks = [SpotifyTrack.from_api({**item, "album": about}) for item in taken if item and item.get("id")]
+        taken = [{**item, "album": about} for item in items[:limit] if item and item.get("id")]
         url = (album.get("external_urls") or {}).get("spotify") or f"https://open.spotify.com/album/{album_id}"
         total = int(page.get("total") or len(items))
-        return SpotifyCollection("album", album_id, album.get("name") or "", url, tracks, total, len(taken) - len(tracks))
+        skipped = min(len(items), limit) - len(taken)
+        return SpotifyCollection("album", album_id, album.get("name") or "", url, self._keep(taken), total, skipped)
+
+    def _keep(self, items: list[dict[str, Any]]) -> list[SpotifyTrack]:
+        """Tracks from full track objects, cached by id: adding them as unseen songs asks nothing again."""
+        self.cache.put_many({f"track|{item['id']}": slim_track(item) for item in items})
+        return [SpotifyTrack.from_api(item) for item in items]
 
 
 def _playlist_messages(playlist_id: str) -> dict[int, str]:

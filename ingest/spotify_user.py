@@ -97,7 +97,8 @@ def start_login(settings: Settings) -> LoginRequest:
         "code_challenge": challenge,
     })
     # The accounts service's base comes from SPOTIFY_AUTH_URL, its token endpoint (/api/token).
-    return LoginRequest(f"{urljoin(settings.spotify_auth_url, '/authorize')}?{query}", state, settings.spotify_redirect_uri, verifier)
+    url = f"{urljoin(settings.spotify_auth_url, '/authorize')}?{query}"
+    return LoginRequest(url, state, settings.spotify_redirect_uri, verifier)
 
 
 def finish_login(settings: Settings, request: LoginRequest, answer: Mapping[str, str]) -> SpotifyUser:
@@ -119,7 +120,7 @@ def finish_login(settings: Settings, request: LoginRequest, answer: Mapping[str,
             "client_id": _client_id(settings),
             "code_verifier": request.code_verifier,
         },
-        invalid="Spotify did not accept this login (it was already used, is too old, or is another session's); start saving again",
+        invalid="Spotify did not accept this login (used already, too old, or another session's); start saving again",
     )
     return user
 
@@ -134,7 +135,9 @@ class SpotifyUser:
         self._refresh_token = ""
         self._expires_at = 0.0
         # spotipy asks this object for the token before each request (see get_access_token).
-        self._api = spotipy.Spotify(auth_manager=self, requests_session=self._session, requests_timeout=settings.http_timeout_s)
+        self._api = spotipy.Spotify(
+            auth_manager=self, requests_session=self._session, requests_timeout=settings.http_timeout_s
+        )
         self._api.prefix = settings.spotify_api_url.rstrip("/") + "/"
 
     def __repr__(self) -> str:
@@ -148,7 +151,11 @@ class SpotifyUser:
 
     def _refresh(self) -> None:
         self._grant(
-            {"grant_type": "refresh_token", "refresh_token": self._refresh_token, "client_id": _client_id(self._settings)},
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": self._refresh_token,
+                "client_id": _client_id(self._settings),
+            },
             invalid="Your Spotify login has expired or was withdrawn; log in to Spotify again",
         )
 
@@ -156,9 +163,13 @@ class SpotifyUser:
         """Ask the token endpoint for tokens (for a login code or a refresh) and keep them; `invalid`
         says what a refused grant means."""
         try:
-            response = self._session.post(self._settings.spotify_auth_url, data=form, timeout=self._settings.http_timeout_s)
+            response = self._session.post(
+                self._settings.spotify_auth_url, data=form, timeout=self._settings.http_timeout_s
+            )
         except (requests.ConnectionError, requests.Timeout) as error:
-            raise SpotifyError(f"Spotify's login service cannot be reached ({error.__class__.__name__}); try again later") from error
+            raise SpotifyError(
+                f"Spotify's login service cannot be reached ({error.__class__.__name__}); try again later"
+            ) from error
         try:
             body: dict[str, Any] = response.json()
         except ValueError:
@@ -166,7 +177,10 @@ class SpotifyUser:
         if response.status_code == 400 and body.get("error") == "invalid_grant":
             raise SpotifyError(invalid)
         if response.status_code != 200 or not body.get("access_token"):
-            raise SpotifyError(f"Spotify's login service refused (HTTP {response.status_code}, {body.get('error', 'no reason given')}); try again later")
+            reason = body.get("error", "no reason given")
+            raise SpotifyError(
+                f"Spotify's login service refused (HTTP {response.status_code}, {reason}); try again later"
+            )
         self._access_token = body["access_token"]
         self._refresh_token = body.get("refresh_token") or self._refresh_token  # Spotify may rotate it
         self._expires_at = time.time() + float(body.get("expires_in") or 3600)
@@ -192,10 +206,13 @@ class SpotifyUser:
     def save_playlist(self, name: str, track_ids: Sequence[str], description: str = "") -> SavedPlaylist:
         """Create a private playlist in the user's account holding these tracks (ids, URIs or URLs), in order."""
         uris = [f"spotify:track:{parse_track_id(ref)}" for ref in track_ids]
+        if not uris:
+            raise SpotifyError("None of these songs is on Spotify, so there is nothing to save there")
         # Spotify keeps names and descriptions on one line.
         name = " ".join(name.split()) or DEFAULT_PLAYLIST_NAME
+        description = " ".join(description.split())
         created = self._write(
-            lambda: self._api.current_user_playlist_create(name, public=False, description=" ".join(description.split()))
+            lambda: self._api.current_user_playlist_create(name, public=False, description=description)
         )
         for start in range(0, len(uris), ITEMS_PER_REQUEST):
             batch = uris[start : start + ITEMS_PER_REQUEST]
@@ -206,5 +223,6 @@ class SpotifyUser:
                     f"Spotify created the playlist {name!r} in your account but took only {start} of its "
                     f"{len(uris)} songs: {error}"
                 ) from error
-        url = (created.get("external_urls") or {}).get("spotify") or f"https://open.spotify.com/playlist/{created['id']}"
+        links = created.get("external_urls") or {}
+        url = links.get("spotify") or f"https://open.spotify.com/playlist/{created['id']}"
         return SavedPlaylist(created["id"], created.get("name") or name, url, len(uris))

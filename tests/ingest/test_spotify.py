@@ -238,3 +238,11 @@ def test_a_refused_playlist_is_explained(client_settings, services):
     services.faults[f"/v1/playlists/{ROAD_TRIP_ID}/items"] = [(403, {}, None)]
     with pytest.raises(SpotifyError, match="development mode.*extended quota"):
         SpotifyClient(client_settings).collection(f"spotify:playlist:{ROAD_TRIP_ID}")
+
+
+def test_collection_tracks_are_not_fetched_again_one_by_one(client_settings, services):
+    client = SpotifyClient(client_settings)
+    album = client.collection(f"spotify:album:{BOX_SET_ID}", limit=3)
+    since = len(services.requests)
+    assert [client.track(t.id) for t in album.tracks] == album.tracks
+    assert len(services.requests) == since

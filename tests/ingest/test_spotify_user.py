@@ -126,6 +126,12 @@ def test_rate_limited_writes_wait_and_are_not_repeated(user_settings, services):
     assert len(services.created) == 1 and services.count("/v1/playlists/") == 1  # a 502 write is not repeated
 
 
+def test_nothing_to_save_creates_nothing(user_settings, services):
+    with pytest.raises(SpotifyError, match="nothing to save"):
+        log_in(user_settings).save_playlist("Empty", [])
+    assert services.created == {}
+
+
 def test_without_an_app_the_user_is_told_what_is_needed(user_settings):
     with pytest.raises(SpotifyError, match="SPOTIPY_CLIENT_ID.*SPOTIFY_REDIRECT_URI"):
         start_login(replace(user_settings, spotify_client_id=None))
