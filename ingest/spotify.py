@@ -43,6 +43,7 @@ _BACKOFF = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
 # A catalogue load can take days on a CPU; a resumed run must still find the answers it was given.
 CACHE_TTL_S = 7 * 24 * 3600
 LOOKUP_BATCH = 50  # the most ids the several-tracks endpoint takes
+CACHED_CHUNK = 1000  # cached answers handed out at a time, so a resumed catalogue-sized run stays small
 PAGE_SIZE = 50  # the most items one page of playlist or album tracks holds
 DEFAULT_COLLECTION_CAP = 100  # tracks taken from a pasted playlist or album, unless asked otherwise
 # Every editorial and algorithmic playlist Spotify owns has an id starting so (Today's Top Hits,
@@ -367,6 +368,7 @@ class SpotifyClient:
         """Tracks matching a free-text query, in Spotify's order (at most 10: Spotify's cap)."""
         if not query.strip():
             return []
+
         def ask() -> dict[str, Any]:
             return self._call("search", lambda: self._api.search(q=query, type="track", limit=limit))
 
@@ -395,10 +397,13 @@ class SpotifyClient:
         missing = []
         for track_id in dict.fromkeys(ids):
             found, item = self.cache.get(f"track|{track_id}")
-            if found:
-                cached[track_id] = SpotifyTrack.from_api(item) if item else None
-            else:
+            if not found:
                 missing.append(track_id)
+                continue
+            cached[track_id] = SpotifyTrack.from_api(item) if item else None
+            if len(cached) == CACHED_CHUNK:
+                yield cached
+                cached = {}
         if cached:
             yield cached
         for start in range(0, len(missing), LOOKUP_BATCH):
@@ -414,7 +419,7 @@ class SpotifyClient:
                 items = self._call("lookup", lambda: self._api.tracks(batch)).get("tracks")
             except SpotifyError as error:
                 if error.status == 403:
-                    log.warning("Spotify refused the several-tracks endpoint (HTTP 403): looking tracks up one by one")
+                    log.warning("Spotify refused the several-tracks endpoint (HTTP 403): one request per track now")
                     self._several_tracks = False
                 elif error.status != 400:  # 400: an id in the batch is not one Spotify could issue
                     raise
