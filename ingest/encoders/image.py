@@ -1,29 +1,33 @@
-"""ImageNet CNN cover encoders: globally pooled features, L2-normalised, run in channels_last."""
+"""ImageNet CNN cover encoders: globally pooled features, L2-normalised, run in channels_last on the CPU or a GPU."""
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ingest.encoders.base import RUNTIMES, Runtime
+
 Transform = Callable[[Image.Image], torch.Tensor]
 
 
 class ImageEncoder:
-    """Embeds RGB images with a headless CNN; batches of 8 are fastest on this CPU (NOTES.md)."""
+    """Embeds RGB images with a headless CNN, in batches and at the precision its runtime chooses."""
 
     def __init__(
-        self, name: str, model: torch.nn.Module, transform: Transform, dim: int, batch_size: int = 8
+        self, name: str, model: torch.nn.Module, transform: Transform, dim: int, runtime: Runtime = RUNTIMES["cpu"]
     ) -> None:
         self.name = name
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.runtime = runtime
+        self.model = model.eval().to(runtime.torch_device, memory_format=torch.channels_last)
         self.transform = transform
         self.dim = dim
-        self.batch_size = batch_size
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Turn one image into the model's input tensor (safe to run in worker threads)."""
@@ -32,11 +36,12 @@ class ImageEncoder:
     def features(self, tensors: list[torch.Tensor]) -> np.ndarray:
         """Raw pooled features of preprocessed images, before normalisation."""
         out = np.zeros((len(tensors), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(tensors), self.batch_size):
-                batch = torch.stack(tensors[start : start + self.batch_size])
+        batch_size = self.runtime.image_batch
+        with torch.inference_mode(), self.runtime.autocast():
+            for start in range(0, len(tensors), batch_size):
+                batch = torch.stack(tensors[start : start + batch_size]).to(self.runtime.torch_device)
                 features = self.model(batch.contiguous(memory_format=torch.channels_last))
-                out[start : start + len(batch)] = features.flatten(1).numpy()
+                out[start : start + len(batch)] = features.flatten(1).float().cpu().numpy()
         return out
 
     def encode_tensors(self, tensors: list[torch.Tensor]) -> np.ndarray:
@@ -49,7 +54,7 @@ class ImageEncoder:
         return self.encode_tensors([self.preprocess(image) for image in images])
 
 
-def resnet50_encoder(state_dict: dict[str, torch.Tensor] | None) -> ImageEncoder:
+def resnet50_encoder(state_dict: dict[str, torch.Tensor] | None, runtime: Runtime = RUNTIMES["cpu"]) -> ImageEncoder:
     """ResNet-50 with its classifier removed (2048-d); `None` leaves the weights random."""
     from torchvision.models import ResNet50_Weights, resnet50
 
@@ -57,7 +62,7 @@ def resnet50_encoder(state_dict: dict[str, torch.Tensor] | None) -> ImageEncoder
     if state_dict is not None:
         model.load_state_dict(state_dict)
     model.fc = torch.nn.Identity()
-    return ImageEncoder("resnet50", model, ResNet50_Weights.IMAGENET1K_V2.transforms(), 2048)
+    return ImageEncoder("resnet50", model, ResNet50_Weights.IMAGENET1K_V2.transforms(), 2048, runtime)
 
 
 def resnet50_state_dict(weights_file: Path | None) -> dict[str, torch.Tensor]:
@@ -72,7 +77,9 @@ def resnet50_state_dict(weights_file: Path | None) -> dict[str, torch.Tensor]:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if cached.is_file():
         return torch.load(cached, map_location="cpu", weights_only=True)
-    return weights.get_state_dict(progress=False, check_hash=True)
+    # torch.hub announces the download on stdout, which belongs to the commands' results.
+    with redirect_stdout(sys.stderr):
+        return weights.get_state_dict(progress=False, check_hash=True)
 
 
 # EfficientNet-Lite0 repeats per stage, used to map lukemelas' flat block index to timm's names.
@@ -109,7 +116,9 @@ def lite0_timm_state_dict(lukemelas: dict[str, torch.Tensor]) -> dict[str, torch
     return renamed
 
 
-def efficientnet_lite0_encoder(state_dict: dict[str, torch.Tensor] | None) -> ImageEncoder:
+def efficientnet_lite0_encoder(
+    state_dict: dict[str, torch.Tensor] | None, runtime: Runtime = RUNTIMES["cpu"]
+) -> ImageEncoder:
     """timm `tf_efficientnet_lite0` (1280-d pooled) with lukemelas weights; `None` leaves them random."""
     import timm
     from torchvision import transforms
@@ -125,7 +134,7 @@ def efficientnet_lite0_encoder(state_dict: dict[str, torch.Tensor] | None) -> Im
             transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
         ]
     )
-    return ImageEncoder("efficientnet-lite0", model, transform, 1280)
+    return ImageEncoder("efficientnet-lite0", model, transform, 1280, runtime)
 
 
 def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
