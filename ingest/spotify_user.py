@@ -2,8 +2,9 @@
 PKCE (scope playlist-modify-private), then a private playlist holding the songs.
 
 The flow, as a page runs it: `start_login` gives the URL to send the user to and what to keep until
-they come back; Spotify redirects to SPOTIFY_REDIRECT_URI with `code` and `state` (or `error`);
-`finish_login` turns those into a `SpotifyUser`, whose `save_playlist` creates the playlist
+they come back (in `PendingLogins`, as the redirect starts a new page session); Spotify redirects
+to SPOTIFY_REDIRECT_URI with `code` and `state` (or `error`); `finish_login` turns those into a
+`SpotifyUser`, whose `save_playlist` creates the playlist
 (POST /me/playlists: Spotify removed POST /users/{id}/playlists for apps in development mode in
 February 2026) and adds its items 100 to a request.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ SCOPE = "playlist-modify-private"
 ITEMS_PER_REQUEST = 100  # the most Spotify adds in one request
 REFRESH_MARGIN_S = 60  # refresh this long before the access token expires, not after a refusal
 DEFAULT_PLAYLIST_NAME = "Songspace recommendations"
+LOGIN_TTL_S = 600  # how long a login may take on Spotify's pages
 _WRITE_ERRORS = {
     403: (
         "Spotify refused to change this account's playlists (HTTP 403). An app in development mode "
@@ -68,6 +71,32 @@ class SavedPlaylist:
     name: str
     url: str
     added: int
+
+
+class PendingLogins:
+    """Logins under way, by their state, for a page whose session does not survive the trip to
+    Spotify and back (the redirect loads the page afresh). Kept in memory, single use, and only
+    for `ttl_s`; `keep` travels along (say, the songs to save)."""
+
+    def __init__(self, ttl_s: float = LOGIN_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._pending: dict[str, tuple[float, LoginRequest, Any]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, request: LoginRequest, keep: Any = None) -> None:
+        """Remember a login until its user comes back (or it expires)."""
+        now = time.monotonic()
+        with self._lock:
+            self._pending = {k: v for k, v in self._pending.items() if now - v[0] < self.ttl_s}
+            self._pending[request.state] = (now, request, keep)
+
+    def take(self, state: str) -> tuple[LoginRequest, Any] | None:
+        """The login with this state and what was kept with it, once; None if unknown or expired."""
+        with self._lock:
+            found = self._pending.pop(state, None)
+        if found is None or time.monotonic() - found[0] >= self.ttl_s:
+            return None
+        return found[1], found[2]
 
 
 def _client_id(settings: Settings) -> str:

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from ingest.spotify import SpotifyError
-from ingest.spotify_user import SCOPE, finish_login, start_login
+from ingest.spotify_user import SCOPE, PendingLogins, finish_login, start_login
 from tests.fakes import CATALOGUE_TRACKS, CLIENT_ID
 
 REDIRECT = "http://127.0.0.1:8501/"
@@ -149,3 +149,23 @@ def test_tokens_are_never_logged_or_written(user_settings, services, caplog, tmp
     assert not any(token in repr(user) for token in services.issued)
     written = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()]
     assert not any(token.encode() in data for token in services.issued for data in written)
+
+
+def test_a_login_survives_the_trip_through_a_new_page_session(user_settings, services):
+    pending = PendingLogins()
+    request = start_login(user_settings)
+    pending.add(request, keep=[CATALOGUE_TRACKS[1].id])
+    answer = visit(request.url)  # the page loads afresh: only the answer's state leads back
+    found, songs = pending.take(answer["state"])
+    saved = finish_login(user_settings, found, answer).save_playlist("Kept", songs)
+    assert services.created[saved.id]["items"] == [f"spotify:track:{CATALOGUE_TRACKS[1].id}"]
+    assert pending.take(answer["state"]) is None  # single use
+
+
+def test_an_old_or_unknown_login_is_gone(user_settings):
+    pending = PendingLogins(ttl_s=0.2)
+    request = start_login(user_settings)
+    pending.add(request)
+    assert pending.take("someone else's state") is None
+    time.sleep(0.3)
+    assert pending.take(request.state) is None
