@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import math
 import time
 from typing import Any
 
@@ -17,14 +17,7 @@ from search.index import SongIndexError, song_point_id
 from search.recommend import Filters, Query, recommend, seed_query
 from search.settings import DEFAULT_LYRICS_WEIGHT, Settings, load_settings
 from search.titles import TitleIndex
-from ui.views import STYLE, card_html, cover_source, excerpt_html, header_html, safe_link, text
-
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
-
-
-def plain(label: str) -> str:
-    """Outside text made safe for Streamlit labels, which render Markdown."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", label)
+from ui.views import STYLE, card_html, cover_source, excerpt_html, header_html, safe_link, safe_text
 
 
 @st.cache_resource(show_spinner="Opening the catalogue and loading the encoders…")
@@ -102,12 +95,12 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
         settings = songspace.settings
         encoders = songspace.index.encoders
         st.markdown(
-            f"**{songspace.index.count()}** songs in `{text(settings.collection)}`  \n"
-            f"{'server ' + text(settings.qdrant_url) if settings.qdrant_url else 'embedded: ' + text(settings.qdrant_path)}  \n"
-            f"encoders: {text(encoders.text)} + {text(encoders.image)}"
+            f"**{songspace.index.count()}** songs in {safe_text(settings.collection)}  \n"
+            f"{'server ' + safe_text(settings.qdrant_url) if settings.qdrant_url else 'embedded: ' + safe_text(settings.qdrant_path)}  \n"
+            f"encoders: {safe_text(encoders.text)} + {safe_text(encoders.image)}"
         )
         if songspace.index.encoder_notice:
-            st.caption(songspace.index.encoder_notice)
+            st.caption(safe_text(songspace.index.encoder_notice))
         if settings.qdrant_url:
             st.markdown(f"[Open the Qdrant dashboard]({settings.qdrant_url.rstrip('/')}/dashboard)")
     return {
@@ -126,7 +119,7 @@ def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | 
         st.caption("In the catalogue")
         for match in matches:
             label = f"{match.title} — {', '.join(match.artists) or 'unknown'}"
-            st.button(plain(label), key=f"pick-{match.point_id}", on_click=pick, args=("catalogue", match.point_id, label))
+            st.button(safe_text(label), key=f"pick-{match.point_id}", on_click=pick, args=("catalogue", match.point_id, label))
     else:
         st.caption("No catalogue song matches.")
     if spotify is None:
@@ -135,7 +128,7 @@ def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | 
     try:
         tracks = spotify.search_tracks(query, limit=5)
     except SpotifyError as error:
-        st.warning(f"Spotify: {error}")
+        st.warning(f"Spotify: {safe_text(error)}")
         return
     if tracks:
         st.caption("From Spotify")
@@ -143,7 +136,7 @@ def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | 
         stored = songspace.index.get([song_point_id(spotify_id=track.id, song_id=None, artists=[], title="")], with_vectors=False)
         label = f"{track.title} — {', '.join(track.artists)}"
         marker = " · in the catalogue" if stored else " · Spotify, not in the catalogue yet"
-        st.button(plain(label + marker), key=f"spotify-{track.id}", on_click=pick, args=("spotify", track.id, label))
+        st.button(safe_text(label) + marker, key=f"spotify-{track.id}", on_click=pick, args=("spotify", track.id, label))
 
 
 def theme_tab() -> None:
@@ -158,16 +151,18 @@ def add_tab(songspace: Songspace) -> None:
         title = st.text_input("Title", key="add_title")
         artist = st.text_input("Artist", key="add_artist")
         lyrics = st.text_area("Lyrics (optional)", key="add_lyrics", height=140)
-        cover = st.file_uploader("Cover image (optional)", type=["png", "jpg", "jpeg", "webp"], key="add_cover")
+        # The server's own cap is server.maxUploadSize in .streamlit/config.toml.
+        cover = st.file_uploader("Cover image (optional)", type=["png", "jpg", "jpeg", "webp"], key="add_cover",
+                                 max_upload_size=math.ceil(songspace.settings.cover_max_bytes / 2**20))
         submitted = st.form_submit_button("Add and recommend")
     if submitted:
         try:
             added = add_user_song(songspace, title, artist, lyrics, cover.getvalue() if cover else None)
         except UnseenSongError as error:
-            st.warning(str(error))
+            st.warning(safe_text(error))
             return
         pick("catalogue", added.point.point_id, f"{title} — {artist}")
-        st.session_state.notes = ("added: " if added.inserted else "already added: ") + added.message
+        st.session_state.notes = ("added: " if added.inserted else "already added: ") + safe_text(added.message)
 
 
 def resolve_seed(songspace: Songspace, spotify: SpotifyClient | None, controls: dict[str, Any]) -> Query | None:
@@ -185,10 +180,10 @@ def resolve_seed(songspace: Songspace, spotify: SpotifyClient | None, controls: 
             with st.spinner("Fetching the song from Spotify, its lyrics, and embedding it…"):
                 added = add_spotify_track(songspace, seed["value"], spotify, lyrics_for(songspace.settings))
         except (SpotifyError, UnseenSongError) as error:
-            st.warning(str(error))
+            st.warning(safe_text(error))
             return None
         pick("catalogue", added.point.point_id, seed["label"])
-        st.session_state.notes = ("added to the catalogue: " if added.inserted else "") + added.message
+        st.session_state.notes = ("added to the catalogue: " if added.inserted else "") + safe_text(added.message)
     points = songspace.index.get([st.session_state.seed["value"]])
     if not points:
         st.warning("That song is no longer in the catalogue.")
@@ -211,9 +206,9 @@ def show_results(songspace: Songspace, query: Query, controls: dict[str, Any]) -
         st.error(f"Qdrant did not answer ({error.__class__.__name__}). Check that it is running and QDRANT_URL.")
         return
     seed = st.session_state.seed
-    st.markdown(f"#### Because you chose: {text(seed['label'])}", unsafe_allow_html=True)
+    st.markdown(f"#### Because you chose: {safe_text(seed['label'])}", unsafe_allow_html=True)
     if st.session_state.get("notes"):
-        st.info(st.session_state.notes)
+        st.info(st.session_state.notes)  # its outside parts were escaped when it was written
     st.caption(f"{len(results)} songs in {1000 * (time.perf_counter() - started):.0f} ms")
     if not results:
         st.write("No song matches these filters.")

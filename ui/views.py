@@ -1,8 +1,9 @@
-"""Small view helpers for the page: escaped HTML for cards, score bars and the page's style."""
+"""Small view helpers for the page: outside text escaped for Markdown and HTML, cards, score bars, the page's style."""
 
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,15 +32,32 @@ STYLE = """
 """
 
 
-def text(value: Any) -> str:
-    """Escape any outside text for HTML."""
-    return html.escape(str(value), quote=True)
+# What HTML and Markdown give a meaning to, as character references, which both show as the character.
+# Markdown's share: escapes, code, emphasis, links and images (and Streamlit's :color[...]), headings,
+# list markers and rules, bare www. and http: links, tables, strikethrough, math, :emoji: and icons.
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"} | {
+    char: f"&#{ord(char)};" for char in "\\`*_[]!#+-.:|~$"
+}
+_SPECIAL = re.compile("[" + re.escape("".join(_ESCAPES)) + "]")
+_LIST_START = re.compile(r"^(\d+)\)")  # "1) Intro" opening a label is a list item
+# Bare links (www., http://, name@host) and :emoji: codes are found in the decoded text, so references
+# do not stop them; an invisible word joiner after "www", ":" and "@" does.
+_DECODED_MARKUP = re.compile(r"(?i)www(?=\.)|[:@]")
+
+
+def safe_text(value: Any) -> str:
+    """Outside text for any Markdown or HTML on the page: escaped for both, on one line.
+
+    One line because the page's text is inline, and a blank line inside an HTML block ends the block.
+    """
+    flat = _DECODED_MARKUP.sub(lambda found: found[0] + "\u2060", " ".join(str(value).split()))
+    return _LIST_START.sub(r"\1&#41;", _SPECIAL.sub(lambda found: _ESCAPES[found[0]], flat))
 
 
 def excerpt_html(lyrics: str, max_lines: int = 6) -> str:
     """Lyrics as escaped text that keeps its line breaks and nothing else."""
     lines = [line for line in lyrics.splitlines() if line.strip()][:max_lines]
-    return "<br>".join(text(line) for line in lines)
+    return "<br>".join(safe_text(line) for line in lines)
 
 
 def safe_link(url: str | None) -> str | None:
@@ -72,19 +90,19 @@ def card_html(result: Recommendation) -> str:
     """The text part of a result card: title, artists, album and year, bars, score and tags."""
     payload = result.payload
     meta = " · ".join(
-        text(part)
+        safe_text(part)
         for part in (", ".join(result.artists) or "unknown artist", payload.get("album"), payload.get("year"))
         if part
     )
     tags = []
     if payload.get("genre"):
-        tags.append(text(payload["genre"]))
+        tags.append(safe_text(payload["genre"]))
     if payload.get("source") in ("spotify", "user"):
         tags.append("added from Spotify" if payload["source"] == "spotify" else "added by hand")
     link = safe_link(payload.get("spotify_url"))
-    spotify = f' · <a href="{text(link)}" target="_blank" rel="noopener">Spotify</a>' if link else ""
+    spotify = f' · <a href="{html.escape(link, quote=True)}" target="_blank" rel="noopener">Spotify</a>' if link else ""
     return (
-        f'<div class="ss-card"><h4>{text(result.title)}</h4><div class="meta">{meta}{spotify}</div>'
+        f'<div class="ss-card"><h4>{safe_text(result.title)}</h4><div class="meta">{meta}{spotify}</div>'
         + "".join(f'<span class="ss-tag">{tag}</span>' for tag in tags)
         + bar_html("lyrics", "lyrics", result.lyrics_score)
         + bar_html("cover", "cover", result.cover_score)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +202,101 @@ def test_empty_catalogue_points_to_ingestion(monkeypatch, tmp_path, app):
     app.run()
     assert not app.exception
     assert "python -m ingest" in app.warning[0].value
+
+
+LINK_TITLE = "[x](https://evil)"
+BLANK_LINE_TITLE = "Top line\n\n**Bottom** line"
+
+
+def rendered(markdown: str) -> str:
+    """Markdown as a CommonMark renderer turns it into HTML, raw HTML let through as st.markdown(unsafe_allow_html=True) does."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+
+
+def visible(markdown: str) -> str:
+    """The text a reader sees once the Markdown is rendered (word joiners are invisible)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown))).replace("\u2060", "").strip()
+
+
+def block_types(markdown: str) -> list[str]:
+    from markdown_it import MarkdownIt
+
+    return [token.type for token in MarkdownIt("commonmark").parse(markdown) if token.level == 0]
+
+
+@pytest.fixture
+def markdown_settings(tmp_path, themed_rows, write_catalogue):
+    """The themed songs, one titled like a Markdown link and one whose title has a blank line in it."""
+    from ingest.context import open_songspace
+    from ingest.pipeline import Ingestor
+    from tests.conftest import SEA_LYRICS
+
+    settings = store_settings("embedded", tmp_path)
+    rows = themed_rows + [
+        {"id": "md-link", "title": LINK_TITLE, "artist": "Mallory", "genre": "sea",
+         "lyrics": SEA_LYRICS[0] + "\n[tap here](https://evil)", "cover_path": "sea0.png"},
+        {"id": "md-blank", "title": BLANK_LINE_TITLE, "artist": "Eve", "genre": "sea", "lyrics": SEA_LYRICS[1], "cover_path": "sea1.png"},
+    ]
+    songspace = open_songspace(settings)
+    Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows, "catalogue.jsonl"))
+    titles = {payload["title"] for _, payload in songspace.index.scroll_payloads(["title"])}
+    songspace.close()
+    assert {LINK_TITLE, BLANK_LINE_TITLE} <= titles  # stored as given, so the page must cope
+    return settings
+
+
+def test_markdown_in_titles_makes_no_links_or_elements(monkeypatch, markdown_settings, app):
+    use(monkeypatch, markdown_settings)
+    app.run()
+    app.text_input(key="query").input("evil").run()
+    labels = [button.label for button in app.button]
+    assert labels and all("<a " not in rendered(label) for label in labels)
+    next(b for b in app.button if visible(b.label).startswith(LINK_TITLE)).click().run()
+    assert not app.exception
+    heading = next(m.value for m in app.markdown if "Because you chose" in m.value)
+    assert "<a " not in rendered(heading)
+    assert visible(heading) == f"Because you chose: {LINK_TITLE} — Mallory"  # shown as typed
+    assert len(cards(app)) == 9
+    for card in cards(app):
+        assert block_types(card) == ["html_block"]  # one HTML block each: nothing ended it early
+        assert "<a " not in rendered(card) and "<strong>" not in rendered(card)
+    assert "Top line **Bottom** line" in [html.unescape(title) for title in card_titles(app)]
+
+
+def test_markdown_in_an_error_message_is_text(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    app.text_input(key="add_title").input(LINK_TITLE)
+    app.text_input(key="add_artist").input("Mallory")
+    app.form_submit_button[0].click().run()  # no lyrics, no cover: refused, naming the title
+    (warning,) = app.warning
+    assert "<a " not in rendered(warning.value)
+    assert LINK_TITLE in visible(warning.value)
+
+
+def test_a_refused_upload_is_a_message_and_stores_nothing(monkeypatch, catalogue_settings, app):
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    assert app.file_uploader(key="add_cover").proto.max_upload_size_mb == 10  # COVER_MAX_BYTES, in MiB
+    app.text_input(key="add_title").input("Skyline Nights")
+    app.text_input(key="add_artist").input("Tower Tones")
+    app.text_area(key="add_lyrics").input(CITY_LYRICS[1])
+    app.file_uploader(key="add_cover").upload("cover.png", b"<svg onload=alert(1)> named cover.png", "image/png")
+    app.form_submit_button[0].click().run()
+    assert not app.exception
+    assert any("uploaded cover cannot be used" in w.value for w in app.warning)
+    assert not cards(app)
+    assert not (catalogue_settings.cache_dir / "uploads").exists()
+
+
+def test_the_page_server_caps_uploads_at_a_cover():
+    from search.settings import Settings
+
+    project = Path(APP).parents[1]
+    shown = subprocess.run(
+        [sys.executable, "-m", "streamlit", "config", "show"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
+    cap_mib = int(re.search(r"^maxUploadSize = (\d+)$", shown, re.MULTILINE)[1])
+    assert cap_mib == math.ceil(Settings().cover_max_bytes / 2**20)

@@ -1,0 +1,55 @@
+"""Outside text on the page: whatever it holds, a CommonMark renderer shows it as the text itself, and
+nothing in it is left for the bare-link and emoji passes that run on decoded text."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from ui.views import excerpt_html, safe_text
+
+MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+# Text that is mostly what Markdown and HTML react to, with line breaks, indents and any other characters.
+OUTSIDE_TEXT = st.text(
+    st.sampled_from(list("\\`*_[]()!#+-.:|~$<>&\"'=@^{}/;0123456789 \t\n\r")) | st.characters(exclude_categories=("Cs", "Cc")),
+    max_size=40,
+)
+
+
+# What GFM's autolink extension and emoji codes look for in the decoded text (Streamlit runs both).
+DECODED_TRIGGERS = re.compile(r"(?i)https?://|www\.|[\w.+-]@[\w-]|:[\w+-]+:")
+
+
+def visible(rendered: str) -> str:
+    """The text a reader sees (word joiners are invisible)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).replace("\u2060", "").strip()
+
+
+def plain(text: str) -> str:
+    return " ".join(text.split()).replace("\u2060", "")
+
+
+@given(OUTSIDE_TEXT)
+@settings(max_examples=400, deadline=None)
+def test_in_markdown_it_is_one_paragraph_of_its_own_text(text):
+    tokens = [token.type for token in MARKDOWN.parse(safe_text(text))]
+    assert tokens == ([] if not " ".join(text.split()) else ["paragraph_open", "inline", "paragraph_close"])
+    assert visible(MARKDOWN.render(safe_text(text))) == plain(text)
+
+
+@given(OUTSIDE_TEXT)
+@settings(max_examples=400, deadline=None)
+def test_inside_an_html_block_it_never_ends_the_block(text):
+    card = f'<div class="ss-card"><h4>{safe_text(text)}</h4><div class="ss-excerpt">{excerpt_html(text)}</div></div>'
+    assert [token.type for token in MARKDOWN.parse(card)] == ["html_block"]
+    assert visible(MARKDOWN.render(f"<h4>{safe_text(text)}</h4>")) == plain(text)
+
+
+@given(OUTSIDE_TEXT | st.sampled_from(["www.evil.com", "see https://evil.example/x", "a@evil.com", ":smile:", "WWW.E.COM"]))
+@settings(max_examples=400, deadline=None)
+def test_no_bare_link_or_emoji_code_survives_decoding(text):
+    assert not DECODED_TRIGGERS.search(html.unescape(safe_text(text)))
