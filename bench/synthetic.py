@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from search.engines.base import SparseVector
-from search.index import COVER, LYRICS, IndexEncoders, SongIndex, SongPoint, open_index, song_point_id
+from search.index import CENTRE_SONGS, COVER, LYRICS, IndexEncoders, SongIndex, SongPoint, open_index, song_point_id
 from search.settings import Settings
 
 GENRES = [f"genre-{i:02d}" for i in range(20)]
@@ -92,19 +92,16 @@ def generate(n: int, cover_dim: int = 1280, seed: int = 0) -> Catalogue:
     return Catalogue(lyrics, covers, has_lyrics, has_cover, words, payloads)
 
 
-def build_store(settings: Settings, catalogue: Catalogue, batch: int = 1_000) -> tuple[SongIndex, float]:
-    """Load the catalogue into a fresh collection, centred on its first 512 songs; returns the open
-    index and the upsert rate in songs per second."""
+def build_store(settings: Settings, catalogue: Catalogue, batch: int = 512) -> tuple[SongIndex, float]:
+    """Load the catalogue into a fresh collection, centred on its first 512 songs (as ingestion
+    would); returns the open index and the upsert rate in songs per second."""
     index = open_index(settings)
     index.ensure(IndexEncoders("all-MiniLM-L6-v2", 384, "efficientnet-lite0", catalogue.covers.shape[1]))
-    first = range(min(512, len(catalogue)))
-    index.set_centres({
-        LYRICS: catalogue.lyrics[[i for i in first if catalogue.has_lyrics[i]]].mean(axis=0),
-        COVER: catalogue.covers[[i for i in first if catalogue.has_cover[i]]].mean(axis=0),
-    })
     started = time.perf_counter()
     for start in range(0, len(catalogue), batch):
         index.upsert([catalogue.point(i) for i in range(start, min(start + batch, len(catalogue)))])
+        if start < CENTRE_SONGS <= start + batch:
+            index.recentre()
     return index, len(catalogue) / (time.perf_counter() - started)
 
 

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -20,17 +19,15 @@ from ingest.covers import CoverError, CoverFetcher
 from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.enrich import EnrichSummary, enrich
 from ingest.spotify import SpotifyClient
-from search.engines.base import SparseVector
-from search.index import COVER, LYRICS, WORDS, SongIndex, SongPoint, song_point_id
+from search.engines.base import Filter, Match, SparseVector
+from search.index import COVER, LYRICS, WORDS, SongIndex, SongPoint, normalise_text, song_point_id
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
 COVER_HASH = "cover_hash"
 HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
-# A new collection's centres are the mean vectors of its first songs (at most this many, at least
-# the minimum; fewer songs than that and the collection is stored uncentred).
-CALIBRATION_SONGS = 512
-MIN_CALIBRATION_SONGS = 32
+# Song fields that Spotify enrichment may fill, and the payload keys that hold them.
+ENRICHED_FIELDS = {"spotify_id": "spotify_id", "spotify_url": "spotify_url", "cover": "cover_url", "album": "album", "year": "year"}
 
 
 @dataclass
@@ -43,6 +40,7 @@ class PreparedSong:
     cover_tensor: torch.Tensor | None = None
     cover_problem: str | None = None
     words: SparseVector | None = None
+    stored: dict[str, Any] | None = None  # the payload stored under this point id, if any
 
 
 @dataclass
@@ -90,6 +88,7 @@ def song_payload(song: Song, source: str) -> dict[str, Any]:
         "spotify_id": song.spotify_id,
         "spotify_url": song.spotify_url,
         "lyrics_excerpt": song.lyrics[:EXCERPT_CHARS] if song.lyrics else None,
+        "title_key": normalise_text(song.title),
         "source": source,
         **song.extra,
     }
@@ -115,9 +114,14 @@ class Ingestor:
         self.workers = workers
         self.progress = progress
 
-    def prepare(self, song: Song, base_dir: Path | None, source: str) -> PreparedSong:
-        """Hash a song's content and, if its cover is new, load and preprocess it (runs in threads)."""
-        prepared = PreparedSong(song, self._id(song), song_payload(song, source))
+    def prepare(self, song: Song, base_dir: Path | None, source: str, identity: tuple[str, dict[str, Any] | None] | None = None) -> PreparedSong:
+        """Hash a song's content and, if its cover is new, load and preprocess it (runs in threads).
+
+        `identity` is the point id and stored payload from `identify`; without it the song's own
+        identity is used and nothing is looked up.
+        """
+        point_id, stored = identity or (self.point_id(song, source), None)
+        prepared = PreparedSong(song, point_id, song_payload(song, source), stored=stored)
         if song.lyrics:
             prepared.payload[LYRICS_HASH] = lyrics_hash(song.lyrics)
             prepared.words = self.embedder.words.document(song.lyrics) or None
@@ -153,11 +157,12 @@ class Ingestor:
             prepared.payload[COVER_HASH] = cover_hash
 
     def _prepared(
-        self, songs: list[Song], base_dir: Path | None, source: str
+        self, songs: list[Song], base_dir: Path | None, source: str, look_up: bool = True
     ) -> Iterator[list[PreparedSong]]:
         """Batches of prepared songs; the next two batches load while the current one is embedded."""
         def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[PreparedSong]]:
-            return [pool.submit(self.prepare, s, base_dir, source) for s in batch]
+            identities = self.identify(batch, source) if look_up else {}
+            return [pool.submit(self.prepare, s, base_dir, source, identities.get(s.row)) for s in batch]
 
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]
         if any(song.cover for song in songs):
@@ -172,10 +177,58 @@ class Ingestor:
                 yield [f.result() for f in pending.popleft()]
 
     @staticmethod
-    def _id(song: Song) -> str:
+    def point_id(song: Song, source: str) -> str:
+        """A song's own point id: songs added by visitors never share one with a catalogue song."""
         return song_point_id(
-            spotify_id=song.spotify_id, song_id=song.song_id, artists=song.artists, title=song.title
+            spotify_id=song.spotify_id, song_id=song.song_id, artists=song.artists, title=song.title,
+            visitor=source == "user",
         )
+
+    def identify(self, songs: list[Song], source: str) -> dict[int, tuple[str, dict[str, Any] | None]]:
+        """Each song's point id and stored payload, by row: a stored song keeps its point.
+
+        A catalogue song stored under another point id (found by its catalogue id) keeps that
+        point, so no order of runs, with or without Spotify enrichment, makes a second point. A
+        song the catalogue gives without what enrichment once filled in keeps it.
+        """
+        ids = {song.row: self.point_id(song, source) for song in songs}
+        stored = {p.point_id: p.payload for p in self.index.get(list(set(ids.values())), with_vectors=False)}
+        elsewhere = [s.song_id for s in songs if s.song_id and ids[s.row] not in stored] if source == "catalogue" else []
+        by_song_id: dict[str, tuple[str, dict[str, Any]]] = {}
+        if elsewhere:
+            where = Filter(must=(Match("song_id", tuple(elsewhere)), Match("source", ("catalogue",))))
+            by_song_id = {payload["song_id"]: (i, payload) for i, payload in self.index.scroll_payloads(where=where)}
+        identities: dict[int, tuple[str, dict[str, Any] | None]] = {}
+        for song in songs:
+            point_id = ids[song.row]
+            if point_id not in stored and song.song_id in by_song_id:
+                point_id, stored[point_id] = by_song_id[song.song_id]
+            payload = stored.get(point_id)
+            if payload and payload.get("source") == source:
+                self._keep_enrichment(song, payload)
+            identities[song.row] = (point_id, payload)
+        return identities
+
+    @staticmethod
+    def _keep_enrichment(song: Song, stored: dict[str, Any]) -> None:
+        kept = []
+        for name in stored.get("enriched", []):
+            if getattr(song, name) is None and stored.get(ENRICHED_FIELDS[name]) is not None:
+                setattr(song, name, stored[ENRICHED_FIELDS[name]])
+                kept.append(name)
+        if kept:
+            song.extra["enriched"] = sorted({*song.extra.get("enriched", []), *kept})
+
+    @staticmethod
+    def _enrich(songs: list[Song], spotify: SpotifyClient, problems: list[RowProblem]) -> EnrichSummary:
+        """Enrich from Spotify and record, per song, which fields enrichment filled."""
+        before = [{name: getattr(song, name) for name in ENRICHED_FIELDS} for song in songs]
+        summary = enrich(songs, spotify, problems)
+        for song, old in zip(songs, before):
+            filled = [name for name, value in old.items() if value is None and getattr(song, name) is not None]
+            if filled:
+                song.extra["enriched"] = sorted({*song.extra.get("enriched", []), *filled})
+        return summary
 
     def run(
         self,
@@ -185,40 +238,30 @@ class Ingestor:
         dry_run: bool = False,
         problems_path: Path | None = None,
         spotify: SpotifyClient | None = None,
+        read: tuple[list[Song], list[RowProblem]] | None = None,
     ) -> IngestSummary:
-        """Ingest one catalogue file and return its summary; with `spotify`, enrich it first."""
+        """Ingest one catalogue file and return its summary; with `spotify`, enrich it first.
+
+        `read` is the catalogue as `read_catalogue` returned it, for callers that check it before
+        opening the store (`rename` and `limit` are then not used); without it, it is read here.
+        """
         started = time.perf_counter()
         model_before = self.embedder.model_seconds
-        songs, problems = read_catalogue(catalogue, rename, limit)
+        songs, problems = read if read is not None else read_catalogue(catalogue, rename, limit)
         summary = IngestSummary(read=len(songs) + sum(p.outcome == "rejected" for p in problems))
         if spotify is not None:
-            summary.enrichment = enrich(songs, spotify, problems)
+            summary.enrichment = self._enrich(songs, spotify, problems)
         songs = self._drop_duplicate_identities(songs, problems)
-        known = dict(self.index.scroll_payloads()) if not dry_run else {}
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
-        calibration: list[SongPoint] | None = None
-        if not dry_run and self.index.centres is None:
-            if self.index.count():  # stored before centring existed: keep the collection as it is
-                self.index.set_centres({})
-            else:
-                calibration = []
-        for batch in self._prepared(songs, catalogue.parent, "catalogue"):
+        for batch in self._prepared(songs, catalogue.parent, "catalogue", look_up=not dry_run):
             kept = self._screen(batch, problems)
             if not dry_run:
-                points = self._store(kept, known, summary)
-                if calibration is not None:
-                    calibration.extend(points)
-                    if len(calibration) >= CALIBRATION_SONGS:
-                        self._calibrate(calibration)
-                        calibration = None
-                else:
-                    self.index.upsert(points)
+                self.index.upsert(self._store(kept, summary))
+                self.index.recentre()
             summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
             summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
             bar.update(len(batch))
         bar.close()
-        if calibration is not None:
-            self._calibrate(calibration)
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
         summary.model_seconds = self.embedder.model_seconds - model_before
@@ -229,15 +272,17 @@ class Ingestor:
         return summary
 
     def add(self, songs: list[Song], source: str) -> tuple[IngestSummary, list[PreparedSong]]:
-        """Store a few songs at once (no progress bar, no problems file), as unseen songs arrive."""
+        """Store a few songs at once (no progress bar, no problems file), as unseen songs arrive.
+
+        A song already stored from another source (a catalogue song, say) is never replaced.
+        """
         summary = IngestSummary(read=len(songs))
         problems: list[RowProblem] = []
-        prepared = [self.prepare(song, None, source) for song in songs]
-        kept = self._screen(prepared, problems)
-        known = {p.point_id: p.payload for p in self.index.get([k.point_id for k in kept], with_vectors=False)}
-        if self.index.centres is None:
-            self.index.set_centres({})  # a collection begun from single songs has no centres to learn
-        self.index.upsert(self._store(kept, known, summary))
+        identities = self.identify(songs, source)
+        prepared = [self.prepare(song, None, source, identities[song.row]) for song in songs]
+        kept = [p for p in self._screen(prepared, problems) if not p.stored or p.stored.get("source") == source]
+        self.index.upsert(self._store(kept, summary))
+        self.index.recentre()
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
         return summary, prepared
@@ -246,7 +291,7 @@ class Ingestor:
         first_row: dict[str, int] = {}
         unique = []
         for song in songs:
-            point_id = self._id(song)
+            point_id = self.point_id(song, "catalogue")
             if point_id in first_row:
                 problems.append(
                     RowProblem(
@@ -275,33 +320,14 @@ class Ingestor:
                 kept.append(prepared)
         return kept
 
-    def _calibrate(self, points: list[SongPoint]) -> None:
-        """Record the collection's centres from its first songs, then store those songs."""
-        centres = {}
-        for modality in (LYRICS, COVER):
-            vectors = [p.vectors[modality] for p in points if modality in p.vectors]
-            if len(vectors) >= MIN_CALIBRATION_SONGS:
-                centres[modality] = np.mean(vectors, axis=0)
-        self.index.set_centres(centres)
-        self.index.upsert(points)
-
-    def _store(
-        self, batch: list[PreparedSong], known: dict[str, dict[str, Any]], summary: IngestSummary
-    ) -> list[SongPoint]:
+    def _store(self, batch: list[PreparedSong], summary: IngestSummary) -> list[SongPoint]:
         """Count each song's outcome, rewrite payloads whose content is unchanged, and return
         points for songs whose content is new or changed."""
         to_embed, payload_only = [], []
         for prepared in batch:
-            old = known.get(prepared.point_id)
-            replaced = self._earlier_identity(prepared.song, known)
-            if old is None and replaced is not None:
-                # Enrichment gave a catalogue song a Spotify id, and so a new point id: move it. If
-                # the run stops before the new point is stored, the next run stores it.
-                self.index.delete([replaced])
-                known.pop(replaced)
-                summary.updated += 1
-                to_embed.append(prepared)
-                continue
+            old = prepared.stored
+            if old is not None:
+                old = {key: value for key, value in old.items() if key != "centring"}  # the index's own field
             if old is None:
                 summary.inserted += 1
                 to_embed.append(prepared)
@@ -313,17 +339,7 @@ class Ingestor:
                 (payload_only if same_content else to_embed).append(prepared)
         for prepared in payload_only:
             self.index.overwrite_payload(prepared.point_id, prepared.payload)
-        for prepared in batch:
-            known[prepared.point_id] = prepared.payload
         return self.embed(to_embed)
-
-    @staticmethod
-    def _earlier_identity(song: Song, known: dict[str, dict[str, Any]]) -> str | None:
-        """The point id a song had by its catalogue id before it gained a Spotify id, if stored."""
-        if not (song.spotify_id and song.song_id):
-            return None
-        earlier = song_point_id(spotify_id=None, song_id=song.song_id, artists=song.artists, title=song.title)
-        return earlier if earlier in known else None
 
     def embed(self, batch: list[PreparedSong]) -> list[SongPoint]:
         """Points for prepared songs, with the encoders' vector for each modality they have."""

@@ -11,7 +11,8 @@ from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient, LyricsUnavailable
 from ingest.pipeline import COVER_HASH, LYRICS_HASH, Ingestor
 from ingest.spotify import SpotifyClient, parse_track_id
-from search.index import SongPoint, song_point_id
+from search.engines.base import Filter, Match
+from search.index import SongIndex, SongPoint, normalise_text, song_point_id
 
 
 class UnseenSongError(Exception):
@@ -32,9 +33,24 @@ class AddedSong:
         return "; ".join(self.notes)
 
 
+def catalogue_match(index: SongIndex, title: str, artists: list[str]) -> SongPoint | None:
+    """A stored catalogue song with the same normalised title and a shared normalised artist."""
+    wanted = {normalise_text(a) for a in artists}
+    where = Filter(must=(Match("title_key", (normalise_text(title),)), Match("source", ("catalogue",))))
+    for point_id, payload in index.scroll_payloads(["artists"], where=where):
+        if wanted & {normalise_text(a) for a in payload.get("artists", [])}:
+            return index.get([point_id])[0]
+    return None
+
+
 def _insert(songspace: Songspace, song: Song, source: str, notes: list[str]) -> AddedSong:
+    match = catalogue_match(songspace.index, song.title, song.artists)
+    if match is not None:  # the catalogue has this song: use it rather than shadow it
+        return AddedSong(match, inserted=False, notes=["already in the catalogue"])
     ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
     summary, (prepared,) = ingestor.add([song], source)
+    if prepared.stored and prepared.stored.get("source") != source:  # never replaced: use it
+        return AddedSong(songspace.index.get([prepared.point_id])[0], inserted=False, notes=["already in the catalogue"])
     if prepared.cover_problem:
         notes.append(f"cover not usable ({prepared.cover_problem})")
     has_lyrics, has_cover = LYRICS_HASH in prepared.payload, COVER_HASH in prepared.payload
@@ -57,7 +73,8 @@ def add_spotify_track(
     """Fetch a Spotify track's data, cover and lyrics, and insert it unless it is already stored."""
     track_id = parse_track_id(ref)
     point_id = song_point_id(spotify_id=track_id, song_id=None, artists=[], title="")
-    stored = songspace.index.get([point_id])
+    # A catalogue song keeps its own point when enrichment gives it a Spotify id: look for both.
+    stored = songspace.index.get([point_id]) or songspace.index.find("spotify_id", track_id, limit=1)
     if stored:
         return AddedSong(stored[0], inserted=False, notes=["already in the catalogue"])
     spotify = spotify or SpotifyClient(songspace.settings)

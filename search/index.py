@@ -10,6 +10,7 @@ with a missing modality adding nothing, in one native query with native filters.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -44,9 +45,15 @@ INDEXED_FIELDS: dict[str, Any] = {
     "artists": "keyword",
     "genre": "keyword",
     "source": "keyword",
+    "title_key": "keyword",
+    "vectors": "keyword",
+    "centring": "keyword",
     "spotify_id": "keyword",
     "year": "integer",
 }
+# Each modality's centre is learned from at least this many songs, and final at the second figure.
+MIN_CENTRE_SONGS = 32
+CENTRE_SONGS = 512
 _ID_NAMESPACE = uuid.UUID("5d0b7f0e-3c55-4c8e-9a7e-1f3c2b9a6d41")
 
 __all__ = [
@@ -89,8 +96,8 @@ class IndexEncoders:
 class SongPoint:
     """A song: id, payload, its lyrics/cover vectors (only those it has) and its words vector.
 
-    Vectors given to `SongIndex.upsert` are the encoders' output; those read back are in index
-    space (centred and unit length).
+    Vectors given to `SongIndex.upsert` are the encoders' output; those `SongIndex.get` returns
+    are in index space (centred and unit length), as the search compares them.
     """
 
     point_id: str
@@ -107,10 +114,16 @@ def normalise_text(text: str) -> str:
 
 
 def song_point_id(
-    *, spotify_id: str | None, song_id: str | None, artists: list[str], title: str
+    *, spotify_id: str | None, song_id: str | None, artists: list[str], title: str, visitor: bool = False
 ) -> str:
-    """A deterministic point id: from the Spotify id, else the catalogue id, else artist and title."""
-    if spotify_id:
+    """A deterministic point id: from the Spotify id, else the catalogue id, else artist and title.
+
+    Songs that visitors add by hand have ids of their own (from artist and title), so they can
+    never take a catalogue song's point.
+    """
+    if visitor:
+        key = f"user:{normalise_text(' '.join(artists))}|{normalise_text(title)}"
+    elif spotify_id:
         key = f"spotify:{spotify_id}"
     elif song_id:
         key = f"catalogue:{song_id}"
@@ -180,6 +193,7 @@ class SongIndex:
                     "Use the recorded encoders (unset TEXT_ENCODER/IMAGE_ENCODER), or choose "
                     "another collection with --collection / QDRANT_COLLECTION."
                 )
+            self._refresh_fused()  # completes a recentring that an interrupted process began
             return
         if self.exists():
             raise EncoderMismatch(
@@ -196,34 +210,79 @@ class SongIndex:
         return str(self.metadata().get("encoder_notice", ""))
 
     @property
-    def centres(self) -> dict[str, np.ndarray] | None:
-        """Each modality's mean encoder vector, subtracted before storing; None until calibrated.
+    def centres(self) -> dict[str, np.ndarray]:
+        """Each modality's mean encoder vector, subtracted before cosine ({} until learned).
 
-        Subtracting the catalogue's mean before cosine removes the direction that every song
-        shares, which measurably sharpens both modalities (see the README's quality table).
-        An empty dict means the collection is stored without centring.
+        Subtracting the catalogue's mean removes the direction that every song shares, which
+        measurably sharpens both modalities (see the README's quality table).
         """
-        if self._centres is None and "centres" in self.metadata():
-            self._centres = {m: np.asarray(v, dtype=np.float32) for m, v in self.metadata()["centres"].items()}
+        if self._centres is None:
+            recorded = self.metadata().get("centres", {})
+            self._centres = {m: np.asarray(c["vector"], dtype=np.float32) for m, c in recorded.items()}
         return self._centres
 
-    @property
-    def centred(self) -> bool:
-        """Whether stored vectors are centred (in at least one modality)."""
-        return bool(self.centres)
+    def centring(self) -> dict[str, dict[str, Any]]:
+        """Per modality: how many songs its centre was learned from, and whether it is final."""
+        return {
+            m: {"songs": c["songs"], "final": c["songs"] >= CENTRE_SONGS}
+            for m, c in self.metadata().get("centres", {}).items()
+        }
 
-    def set_centres(self, centres: dict[str, np.ndarray]) -> None:
-        """Record the centres once, before the first song is stored; they never change after."""
-        if self.centres is not None:
-            raise ValueError(f"collection {self.collection!r} already has its centres")
-        recorded = {m: np.asarray(v, dtype=np.float32).tolist() for m, v in centres.items()}
-        self.engine.update_metadata({"centres": recorded})
-        self._metadata = None
-        self._centres = None
+    @property
+    def centring_version(self) -> str:
+        """A short fingerprint of the centres; each song's fused vector records the one it used."""
+        digest = hashlib.sha256()
+        for modality in sorted(self.centres):
+            digest.update(modality.encode() + self.centres[modality].tobytes())
+        return digest.hexdigest()[:12] if self.centres else "none"
+
+    def recentre(self) -> list[str]:
+        """Learn each modality's centre from the stored songs while there are few, then freeze it.
+
+        A modality is centred once it has MIN_CENTRE_SONGS songs; its centre is learned again
+        each time it has grown, from up to CENTRE_SONGS songs, and never changes once learned
+        from that many. Songs whose fused vector used other centres are rewritten (the raw
+        vectors are stored, so this is exact and can be redone after an interruption).
+        Returns the modalities whose centre changed.
+        """
+        recorded = dict(self.metadata().get("centres", {}))
+        changed = []
+        for modality in MODALITIES:
+            used = recorded.get(modality, {}).get("songs", 0)
+            if used >= CENTRE_SONGS:
+                continue
+            having = Filter(must=(Match("vectors", (modality,)),))
+            count = self.count(having)
+            if count < MIN_CENTRE_SONGS or count <= used:
+                continue
+            sample = self._raw_vectors(having, modality, CENTRE_SONGS)
+            recorded[modality] = {"vector": np.mean(sample, axis=0).tolist(), "songs": len(sample)}
+            changed.append(modality)
+        if changed:
+            self.engine.update_metadata({"centres": recorded})
+            self._metadata = None
+            self._centres = None
+        self._refresh_fused()
+        return changed
+
+    def _raw_vectors(self, where: Filter, modality: str, limit: int) -> list[np.ndarray]:
+        hits, _ = self.engine.scroll(where, limit, None, False)
+        found = self.engine.retrieve([h.point_id for h in hits], False, [modality])
+        return [h.vectors[modality] for h in found if modality in h.vectors]  # type: ignore[misc]
+
+    def _refresh_fused(self) -> None:
+        """Rewrite the fused vectors of songs stored under other centres than the current ones."""
+        stale = Filter(must_not=(Match("centring", (self.centring_version,)),))
+        while True:
+            hits, _ = self.engine.scroll(stale, 256, None, False)
+            if not hits:
+                return
+            found = self.engine.retrieve([h.point_id for h in hits], True, [LYRICS, COVER, WORDS])
+            self.upsert([self._point(h) for h in found])
 
     def to_index_space(self, modality: str, vector: np.ndarray) -> np.ndarray:
-        """An encoder's unit vector as the index stores it: centred, then unit length again."""
-        centre = (self.centres or {}).get(modality)
+        """An encoder's unit vector as the search compares it: centred, then unit length again."""
+        centre = self.centres.get(modality)
         if centre is not None:
             vector = vector - centre
         return (vector / np.linalg.norm(vector)).astype(np.float32)
@@ -245,21 +304,22 @@ class SongIndex:
     def upsert(self, points: list[SongPoint]) -> None:
         """Insert or replace songs given with their encoders' vectors, waiting until they are stored.
 
-        The payload's `vectors` field lists the vectors each song is stored with.
+        `lyrics` and `cover` are stored as the encoders gave them; `fused` holds them centred. The
+        payload records the vectors each song has (`vectors`) and the centres used (`centring`).
         """
         if not points:
             return
-        if self.centres is None:
-            raise ValueError("record the collection's centres (set_centres) before storing songs")
+        version = self.centring_version
         stored = []
         for point in points:
-            dense = {m: self.to_index_space(m, v) for m, v in point.vectors.items() if m in MODALITIES}
-            if not dense:
+            raw = {m: np.asarray(v, dtype=np.float32) for m, v in point.vectors.items() if m in MODALITIES}
+            if not raw:
                 raise ValueError(f"song {point.point_id} has neither a lyrics nor a cover vector")
-            vectors: dict[str, Vector] = {**dense, FUSED: self.fused_vector(dense)}
+            centred = {m: self.to_index_space(m, v) for m, v in raw.items()}
+            vectors: dict[str, Vector] = {**raw, FUSED: self.fused_vector(centred)}
             if point.words:
                 vectors[WORDS] = point.words
-            payload = {**point.payload, "vectors": sorted(n for n in vectors if n != FUSED)}
+            payload = {**point.payload, "vectors": sorted(n for n in vectors if n != FUSED), "centring": version}
             stored.append(StoredPoint(point.point_id, payload, vectors))
         self.engine.upsert(stored)
 
@@ -276,9 +336,10 @@ class SongIndex:
         return found
 
     def overwrite_payload(self, point_id: str, payload: dict[str, Any]) -> None:
-        """Replace one song's payload, keeping its vectors (and the record of which it has)."""
-        (current,) = self.engine.retrieve([point_id], with_payload=["vectors"], with_vectors=False)
-        self.engine.overwrite_payload(point_id, {**payload, "vectors": (current.payload or {}).get("vectors", [])})
+        """Replace one song's payload, keeping its vectors (and the record of them)."""
+        (current,) = self.engine.retrieve([point_id], with_payload=["vectors", "centring"], with_vectors=False)
+        kept = {key: (current.payload or {}).get(key) for key in ("vectors", "centring")}
+        self.engine.overwrite_payload(point_id, {**payload, **kept})
 
     def scroll_payloads(
         self, fields: list[str] | None = None, where: Filter | None = None, page: int = 1024
@@ -295,12 +356,15 @@ class SongIndex:
                 return
 
     def get(self, point_ids: list[str], with_vectors: bool = True) -> list[SongPoint]:
-        """The songs with these ids, in the order given, with stored (index-space) vectors."""
+        """The songs with these ids, in the order given, with their vectors in index space."""
         if not point_ids:
             return []
         names = [LYRICS, COVER, WORDS] if with_vectors else False
         by_id = {hit.point_id: hit for hit in self.engine.retrieve(list(point_ids), True, names)}
-        return [self._point(by_id[i]) for i in map(str, point_ids) if i in by_id]
+        found = [self._point(by_id[i]) for i in map(str, point_ids) if i in by_id]
+        for point in found:
+            point.vectors = {m: self.to_index_space(m, v) for m, v in point.vectors.items()}
+        return found
 
     @staticmethod
     def _point(hit: Hit) -> SongPoint:

@@ -17,7 +17,7 @@ import pytest
 
 from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
-from search.index import COVER, LYRICS
+from search.index import COVER, LYRICS, open_index
 from tests.conftest import SEA_LYRICS, make_cover
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -129,6 +129,7 @@ def test_dry_run_stores_nothing(settings, themed_rows, write_catalogue):
 def ingest_command(catalogue: Path, settings, *args: str) -> subprocess.Popen:
     env = {
         **os.environ,
+        "QDRANT_ENGINE": settings.engine,
         "QDRANT_PATH": str(settings.qdrant_path),
         "QDRANT_COLLECTION": settings.collection,
         "SONGSPACE_CACHE_DIR": str(settings.cache_dir),
@@ -142,8 +143,16 @@ def ingest_command(catalogue: Path, settings, *args: str) -> subprocess.Popen:
     )
 
 
-def test_command_killed_mid_run_completes_on_rerun(settings, tmp_path, write_catalogue):
-    lines = [f"{SEA_LYRICS[i % 4]} verse {i} " * 3 for i in range(40)]
+def stored_songs(settings) -> list[dict]:
+    index = open_index(settings)
+    try:
+        return [payload for _, payload in index.scroll_payloads()]
+    finally:
+        index.close()
+
+
+def test_command_killed_while_writing_points_completes_on_rerun(settings, tmp_path, write_catalogue):
+    lines = [f"{SEA_LYRICS[i % 4]} verse {i} " * 3 for i in range(60)]
     rows = [{"id": f"k{i}", "title": f"Kill {i}", "artist": f"A{i % 5}", "lyrics": text} for i, text in enumerate(lines)]
     catalogue = write_catalogue(rows)
     process = ingest_command(catalogue, settings)
@@ -156,20 +165,45 @@ def test_command_killed_mid_run_completes_on_rerun(settings, tmp_path, write_cat
                 embedded = sqlite3.connect(cache).execute("SELECT count(*) FROM embedding").fetchone()[0]
             except sqlite3.Error:
                 embedded = 0
-        if embedded >= 8:
+        if embedded >= 16:  # batches of 4: earlier batches are stored while later ones embed
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 8 <= embedded < 40
+    half_written = stored_songs(settings)
+    assert 0 < len(half_written) < 60  # killed while points were being written
 
     rerun = ingest_command(catalogue, settings)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
-    assert "read 40  inserted" in out
+    assert "read 60  inserted" in out
+    songs = stored_songs(settings)
+    assert len(songs) == 60 and len({p["song_id"] for p in songs}) == 60  # the exact count, no duplicates
     summary, points = run_ingest(settings, catalogue)
-    assert len(points) == 40 and summary.unchanged == 40
+    assert len(points) == 60 and summary.unchanged == 60
+
+
+def test_centring_is_never_switched_off_for_good(settings, write_catalogue, cover_server):
+    rows = [{"id": f"c{i}", "title": f"Centre {i}", "artist": f"A{i % 7}", "lyrics": f"{SEA_LYRICS[i % 4]} line {i}"} for i in range(40)]
+    broken = [{"id": f"b{i}", "title": f"Broken {i}", "artist": "B", "cover_url": f"{cover_server.url}/missing{i}.png"} for i in range(5)]
+    run_ingest(settings, write_catalogue(broken, "broken.csv"))  # a first run whose rows are all rejected
+    run_ingest(settings, write_catalogue(rows), limit=10)  # then one with too few songs to learn from
+    songspace = open_songspace(settings)
+    try:
+        assert songspace.index.centring() == {} and songspace.index.count() == 10
+    finally:
+        songspace.close()
+    run_ingest(settings, write_catalogue(rows))
+    songspace = open_songspace(settings)
+    try:
+        assert songspace.index.centring() == {LYRICS: {"songs": 40, "final": False}}
+        (first,) = songspace.index.find("song_id", "c0")
+        raw = songspace.index.engine.retrieve([first.point_id], False, [LYRICS])[0].vectors[LYRICS]
+        centred = raw - songspace.index.centres[LYRICS]
+        assert np.allclose(first.vectors[LYRICS], centred / np.linalg.norm(centred), atol=1e-5)  # the early songs too
+    finally:
+        songspace.close()
 
 
 def test_command_exit_codes(settings, tmp_path, write_catalogue):
@@ -211,3 +245,33 @@ def test_spotify_enrichment_fills_covers_and_links(online_settings, services, wr
     assert points["e2"].payload["spotify_id"] == TRACKS[2].id  # accents and case do not matter
     assert "spotify_id" not in points["e3"].payload  # wrong artist: not attached
     assert any(line.startswith("spotify by id 0  matched 2  missed 2  ambiguous 0") for line in summary.lines())
+
+
+def test_enrichment_in_any_order_never_makes_a_second_point(online_settings, services, write_catalogue):
+    from ingest.spotify import SpotifyClient
+    from tests.fakes import TRACKS
+
+    rows = [
+        {"id": "e1", "title": "Harbour Lights", "artist": "The Tides", "lyrics": SEA_LYRICS[0]},
+        {"id": "e2", "title": "Cafe Deja Vu", "artist": "Zoe Angstrom", "lyrics": SEA_LYRICS[1]},
+        {"id": "e3", "title": "Neon Avenue", "artist": "Metro Boys", "lyrics": SEA_LYRICS[2]},
+    ]
+    catalogue = write_catalogue(rows)
+
+    def enriched_run():
+        songspace = open_songspace(online_settings)
+        try:
+            ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+            return ingestor.run(catalogue, spotify=SpotifyClient(online_settings))
+        finally:
+            songspace.close()
+
+    services.faults["/v1/search"] = [(503, {}, None)] * 40  # Spotify down: nothing enriched, songs kept
+    assert enriched_run().enrichment.not_tried == 3
+    services.faults.clear()
+    enriched_run()
+    summary, points = run_ingest(online_settings, catalogue)  # then a plain run, without Spotify
+    assert len(points) == 3 and summary.unchanged == 3  # enrichment is kept, never duplicated
+    assert points["Harbour Lights"].payload["spotify_id"] == TRACKS[0].id
+    assert COVER in points["Harbour Lights"].vectors
+    assert sorted(p.payload["song_id"] for p in points.values()) == ["e1", "e2", "e3"]

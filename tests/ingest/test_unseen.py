@@ -15,7 +15,7 @@ from ingest.spotify import SpotifyClient, SpotifyError
 from ingest.unseen import UnseenSongError, add_spotify_track, add_user_song
 from search.index import COVER, LYRICS
 from search.recommend import recommend, seed_query
-from tests.conftest import CITY_LYRICS, make_cover
+from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
 from tests.fakes import HOSTILE_TITLE, TRACKS
 
 
@@ -126,3 +126,34 @@ def test_uploads_are_readable_only_by_the_call_that_added_them(songspace):
     (upload,) = (songspace.settings.cache_dir / "uploads").iterdir()
     with pytest.raises(CoverError, match="COVER_ROOTS"):
         songspace.fetcher.load(str(upload))
+
+
+def test_a_visitor_cannot_overwrite_a_catalogue_song(online_settings, write_catalogue):
+    """A catalogue row without an id or Spotify id: a hand-added song with its title and artist
+    finds the catalogue song, and a different song never takes its point."""
+    rows = [{"title": f"Sea Song {i}", "artist": "Sea Band", "genre": "sea", "lyrics": text} for i, text in enumerate(SEA_LYRICS)]
+    songspace = open_songspace(online_settings)
+    try:
+        Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
+        before = {p: payload for p, payload in songspace.index.scroll_payloads()}
+        same = add_user_song(songspace, "sea song 0", "SEA BAND", lyrics=CITY_LYRICS[0])
+        assert not same.inserted and same.message == "already in the catalogue"
+        assert same.point.payload["genre"] == "sea" and same.point.payload["source"] == "catalogue"
+        other = add_user_song(songspace, "Sea Song 0", "Another Band", lyrics=CITY_LYRICS[1])
+        assert other.inserted and other.point.point_id not in before
+        after = dict(songspace.index.scroll_payloads())
+        assert all(after[p] == payload for p, payload in before.items())  # every catalogue song untouched
+    finally:
+        songspace.close()
+
+
+def test_a_spotify_track_that_the_catalogue_has_is_not_added_twice(online_settings, write_catalogue, services):
+    rows = [{"id": "h1", "title": TRACKS[0].title, "artist": TRACKS[0].artists[0], "genre": "sea", "lyrics": SEA_LYRICS[0]}]
+    songspace = open_songspace(online_settings)
+    try:
+        Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
+        added = add_spotify_track(songspace, TRACKS[0].id, *clients(songspace))
+        assert not added.inserted and added.point.payload["song_id"] == "h1"
+        assert songspace.index.count() == 1
+    finally:
+        songspace.close()

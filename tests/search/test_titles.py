@@ -12,7 +12,6 @@ def test_find_tolerates_case_accents_and_typos(engine_settings):
     index = open_index(engine_settings)
     try:
         index.ensure(IndexEncoders("t", 2, "i", 2))
-        index.set_centres({})
         songs = [("Déjà Vu", ["Beyoncé"], "pop", 2006), ("Amazing Grace", ["John Newton"], "hymn", 1779), ("Halo", ["Beyoncé"], "pop", 2008)]
         index.upsert([
             SongPoint(song_point_id(spotify_id=None, song_id=None, artists=a, title=t),
