@@ -135,7 +135,7 @@ class _PeerCheckedAdapter(HTTPAdapter):
 
     def __init__(self, allowed_hosts: frozenset[str]) -> None:
         self.allowed_hosts = allowed_hosts  # read by init_poolmanager, which the base __init__ calls
-        super().__init__(max_retries=0)
+        super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """The usual pool manager, with pools of peer-checked connections."""
@@ -345,7 +345,7 @@ class CoverFetcher:
     def _read_file(self, path: Path) -> bytes:
         """The bytes of a local cover file, checked to be an image (by its header)."""
         if not path.is_file():
-            raise CoverError(f"cover file {path} does not exist")
+            raise CoverError(f"cover file {path} {'is not a regular file' if path.exists() else 'does not exist'}")
         try:
             if path.stat().st_size > self.max_bytes:
                 raise CoverError(f"cover file {path} is over the {self.max_bytes}-byte cap")
