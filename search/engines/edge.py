@@ -2,8 +2,10 @@
 
 Layout: `QDRANT_PATH/<collection>/shard/` holds the shard (segments and write-ahead log) and
 `QDRANT_PATH/<collection>/metadata.json` what a server keeps as collection metadata. Edge builds
-no HNSW unless asked (`optimize()`), so every dense query here is an exact scan; sparse queries
-use the inverted index, which is exact too. One process at a time: the write-ahead log is locked.
+no HNSW unless asked (`optimize()`), so by default every dense query is an exact scan; sparse
+queries use the inverted index, which is exact too. With SEARCH_MODE=approximate the ranking
+vector gets an HNSW graph and int8 quantization (as on a server) once `optimize()` has run, and
+is searched with them. One process at a time: the write-ahead log is locked.
 """
 
 from __future__ import annotations
@@ -98,10 +100,18 @@ class EdgeEngine(Engine):
     """A collection in a Qdrant Edge shard on this machine."""
 
     def __init__(self, settings: Settings, collection: str) -> None:
+        self.settings = settings
         self.folder = settings.qdrant_path / collection
         self.label = f"Qdrant Edge at {settings.qdrant_path}"
         self._shard: qe.EdgeShard | None = None
         self._metadata: dict[str, Any] | None = None
+        self._params = (
+            qe.SearchParams(exact=True)
+            if settings.search_mode == "exact"
+            else qe.SearchParams(
+                hnsw_ef=settings.hnsw_ef, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0)
+            )
+        )
         if (self.folder / "shard").is_dir():
             self._shard = self._open(lambda: qe.EdgeShard.load(str(self.folder / "shard")))
 
@@ -130,8 +140,22 @@ class EdgeEngine(Engine):
     def create(self, schema: Schema, metadata: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self._shard is None:
+            settings = self.settings
+            quantization = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
+            vectors = {}
+            for spec in schema.dense:
+                searched = spec.name == schema.searched
+                vectors[spec.name] = qe.EdgeVectorParams(
+                    size=spec.size,
+                    distance=_DISTANCES[spec.distance],
+                    quantization_config=quantization if searched and settings.quantization == "int8" else None,
+                    # Only the ranking vector is searched; the others are read by id.
+                    hnsw_config=qe.HnswIndexConfig(
+                        m=settings.hnsw_m if searched else 0, ef_construct=settings.hnsw_ef_construct, full_scan_threshold=10_000
+                    ),
+                )
             config = qe.EdgeConfig(
-                vectors={s.name: qe.EdgeVectorParams(size=s.size, distance=_DISTANCES[s.distance]) for s in schema.dense},
+                vectors=vectors,
                 sparse_vectors={name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf) for name in schema.sparse},
             )
             self._shard = self._open(lambda: qe.EdgeShard.create(str(self.folder / "shard"), config))
@@ -217,12 +241,14 @@ class EdgeEngine(Engine):
         with_payload: WithPayload = False,
         with_vectors: WithVectors = False,
     ) -> list[Hit]:
+        sparse = isinstance(vector, SparseVector)
         points = self.shard.query(
             qe.QueryRequest(
                 query=qe.Query.Nearest(_vector_in(vector), using=using),
                 limit=limit,
                 filter=to_edge_filter(where),
-                params=qe.SearchParams(exact=True),
+                # Sparse search is exact by construction; dense search follows SEARCH_MODE.
+                params=qe.SearchParams(exact=True) if sparse else self._params,
                 with_payload=with_payload,
                 with_vector=with_vectors,
             )
@@ -232,6 +258,10 @@ class EdgeEngine(Engine):
     def facet(self, key: str, where: Filter | None = None, limit: int = 1000) -> list[tuple[Any, int]]:
         response = self.shard.facet(qe.FacetRequest(key=key, limit=limit, exact=True, filter=to_edge_filter(where)))
         return [(hit.value, hit.count) for hit in response]
+
+    def optimize(self) -> bool:
+        """Build what Edge builds only when asked: merged segments and, in approximate mode, HNSW."""
+        return self.shard.optimize()
 
     def close(self) -> None:
         if self._shard is not None:
