@@ -1,89 +1,132 @@
-"""`python -m ingest CATALOGUE`: load a catalogue into the song index."""
+"""`python -m ingest CATALOGUE`: load a catalogue into the song index.
+
+The catalogue is read and checked first: a missing or unreadable catalogue, or one without a
+usable song, leaves the store as it was. Progress and notices go to stderr, the summary to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ingest.catalogue import CatalogueError
-from ingest.context import open_songspace
-from ingest.encoders import EncoderUnavailable
-from ingest.pipeline import Ingestor
-from ingest.spotify import SpotifyClient, SpotifyError
-from search.index import SongIndexError
-from search.settings import load_settings
+from search.cli import (
+    INTERRUPTED,
+    OK,
+    STORE,
+    UNEXPECTED,
+    USAGE,
+    CommandError,
+    CommandParser,
+    catalogue_file,
+    non_empty,
+    positive_int,
+    run_command,
+    with_collection,
+)
+from search.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from ingest.catalogue import RowProblem, Song
 
 
-def parse_rename(pairs: list[str]) -> dict[str, str]:
-    """Turn `column=field` options into a mapping."""
-    rename = {}
-    for pair in pairs:
-        column, sep, target = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--rename expects COLUMN=FIELD, got {pair!r}")
-        rename[column] = target
-    return rename
+def rename_pair(value: str) -> tuple[str, str]:
+    """An argument type: `COLUMN=FIELD`."""
+    column, sep, target = value.partition("=")
+    if not (sep and column.strip() and target.strip()):
+        raise argparse.ArgumentTypeError(f"expected COLUMN=FIELD, got {value!r}")
+    return column.strip(), target.strip()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the ingestion command; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
-    parser.add_argument("catalogue", type=Path, help="CSV, Parquet or JSON-lines catalogue")
-    parser.add_argument("--collection", help="collection name (default: QDRANT_COLLECTION)")
-    parser.add_argument("--limit", type=int, help="ingest only the first N rows")
-    parser.add_argument("--batch-size", type=int, default=128, help="songs embedded and upserted together")
-    parser.add_argument("--dry-run", action="store_true", help="validate and report; store nothing")
-    parser.add_argument(
-        "--rename", action="append", default=[], metavar="COLUMN=FIELD",
-        help="read COLUMN as FIELD (title, artists, lyrics, cover, genre, year, album, song_id, ...)",
+def build_parser() -> CommandParser:
+    """The command's arguments, each checked as it is parsed."""
+    parser = CommandParser(
+        prog="python -m ingest", description=__doc__, exit_codes=(OK, UNEXPECTED, USAGE, STORE, INTERRUPTED)
     )
-    parser.add_argument("--problems", type=Path, help="CSV for rejected and incomplete rows")
+    parser.add_argument("catalogue", type=catalogue_file, help="CSV, Parquet or JSON-lines catalogue")
+    parser.add_argument("--collection", type=non_empty, help="collection name (default: QDRANT_COLLECTION, else songs)")
+    parser.add_argument("--limit", type=positive_int, help="ingest only the first N rows (default: every row)")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="songs embedded and upserted together")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="read and check the catalogue and its covers and write the problems file; the store "
+        "and the caches are left as they are",
+    )
+    parser.add_argument(
+        "--rename", type=rename_pair, action="append", default=[], metavar="COLUMN=FIELD",
+        help="read COLUMN as FIELD (title, artists, lyrics, cover, genre, year, album, song_id, ...); repeatable",
+    )
+    parser.add_argument(
+        "--problems", type=Path,
+        help="CSV for rejected and incomplete rows (default: var/ingest/<catalogue name>-problems.csv)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--spotify", action="store_true", help="fill missing covers and Spotify links from Spotify search"
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    return parser
 
-    settings = load_settings()
-    if args.collection:
-        settings = replace(settings, collection=args.collection)
-    problems = args.problems or settings.cache_dir.parent / "ingest" / f"{args.catalogue.stem}-problems.csv"
+
+def ingest(args: argparse.Namespace) -> int:
+    """Run one parsed command line; returns the exit status."""
+    # The pipeline's modules load torch: imported only once the arguments are known to be good.
+    from ingest.catalogue import read_catalogue
+    from ingest.pipeline import write_problems
+
+    settings = with_collection(load_settings(), args.collection)
+    problems_path = args.problems or settings.cache_dir.parent / "ingest" / f"{args.catalogue.stem}-problems.csv"
+    songs, problems = read_catalogue(args.catalogue, dict(args.rename), args.limit)
+    if not songs:
+        if problems:
+            write_problems(problems, problems_path)
+        reason = f"{len(problems)} rows rejected, reasons in {problems_path}" if problems else "it has no rows"
+        raise CommandError(f"no usable song in {args.catalogue} ({reason}); nothing was stored")
+    if args.dry_run:
+        # Downloads and answers a dry run fetches are cached in a folder that goes with it.
+        with tempfile.TemporaryDirectory(prefix="songspace-dry-run-") as scratch:
+            return load(args, replace(settings, cache_dir=Path(scratch)), (songs, problems), problems_path)
+    return load(args, settings, (songs, problems), problems_path)
+
+
+def load(args: argparse.Namespace, settings: Settings, read: tuple[list[Song], list[RowProblem]], problems_path: Path) -> int:
+    """Open the store (unchanged on a dry run) and run the read catalogue into it."""
+    from ingest.context import open_songspace, open_unchanged
+    from ingest.pipeline import Ingestor
+
     spotify = None
     if args.spotify:
+        from ingest.spotify import SpotifyClient, SpotifyError
+
         try:
             spotify = SpotifyClient(settings, disk_cache=True)
         except SpotifyError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    try:
-        songspace = open_songspace(settings)
-    except (SongIndexError, EncoderUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    print(f"{settings.store_label}, collection {settings.collection!r}: {songspace.notice}", file=sys.stderr)
+            raise CommandError(str(error)) from error
+    songspace = open_unchanged(settings) if args.dry_run else open_songspace(settings)
+    dry_run = " (dry run: nothing is stored)" if args.dry_run else ""
+    print(f"{settings.store_label}, collection {settings.collection!r}{dry_run}: {songspace.notice}", file=sys.stderr)
     try:
         ingestor = Ingestor(
             songspace.index, songspace.embedder, songspace.fetcher,
             batch_size=args.batch_size, progress=not args.no_progress,
         )
         summary = ingestor.run(
-            args.catalogue, parse_rename(args.rename), args.limit, args.dry_run, problems, spotify
+            args.catalogue, dry_run=args.dry_run, problems_path=problems_path, spotify=spotify, read=read
         )
-    except CatalogueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted: what was stored stays; run the same command again to finish", file=sys.stderr)
-        return 130
+        raise CommandError("interrupted: what was stored stays; run the same command again to finish", INTERRUPTED) from None
     finally:
         songspace.close()
     for line in summary.lines():
         print(line)
-    return 0
+    return OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ingestion command; returns the exit status."""
+    return run_command(lambda: ingest(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder, resolve_encoders
 from ingest.embedding_cache import EmbeddingCache
+from search.cli import empty_collection
 from search.index import LYRICS, SongIndex, open_index
 from search.recommend import Filters, Query
 from search.settings import Settings
@@ -35,19 +36,29 @@ class Songspace:
 
 
 class EmptyCatalogue(RuntimeError):
-    """The collection does not exist yet: nothing has been ingested."""
+    """The collection does not exist yet or holds no songs: nothing has been ingested."""
 
 
 def open_songspace(settings: Settings, create: bool = True) -> Songspace:
-    """Open the store and the collection's encoders, creating the collection if `create`."""
+    """Open the store and the collection's encoders, creating the collection if `create`; without
+    `create`, a collection that is missing or holds no songs raises EmptyCatalogue."""
     index = open_index(settings)
-    if not create and not index.exists():
+    if not create and index.count() == 0:
         index.close()
-        raise EmptyCatalogue(
-            f"collection {settings.collection!r} in the {settings.store_label} is empty: load a "
-            "catalogue with `python -m ingest CATALOGUE` (for example data/sample/hymns.csv)"
-        )
+        raise EmptyCatalogue(empty_collection(settings))
     encoders, notice = resolve_encoders(settings, index)
     index.ensure(encoders, notice)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     return Songspace(settings, index, Embedder(encoders, settings, cache), CoverFetcher(settings), notice)
+
+
+def open_unchanged(settings: Settings) -> Songspace:
+    """The collection's recorded encoders, else those the settings choose, with nothing created:
+    no collection and no embedding cache (for dry runs)."""
+    index = open_index(settings)
+    try:
+        encoders, notice = resolve_encoders(settings, index)
+    except BaseException:
+        index.close()
+        raise
+    return Songspace(settings, index, Embedder(encoders, settings), CoverFetcher(settings), notice)

@@ -11,15 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-from ingest.catalogue import CatalogueError, read_catalogue
-from search.index import SongIndexError, open_index
+from ingest.catalogue import read_catalogue
+from search.cli import INTERRUPTED, OK, STORE, UNEXPECTED, USAGE, CommandParser, catalogue_file, run_command
+from search.index import open_index
 from search.settings import Settings, load_settings
 
 
 def catalogue_digest(catalogue: Path) -> str:
     """Hash of the catalogue file and of the size and time of each local cover file it names."""
+    songs, _ = read_catalogue(catalogue)  # first: a catalogue it cannot read is a CatalogueError
     digest = hashlib.sha256(catalogue.read_bytes())
-    songs, _ = read_catalogue(catalogue)
     for cover in sorted({s.cover for s in songs if s.cover and "://" not in s.cover}):
         path = catalogue.parent / Path(cover).expanduser()
         stat = path.stat() if path.is_file() else None
@@ -54,37 +55,38 @@ def already_ingested(settings: Settings, catalogue: Path, digest: str) -> int | 
     return count if count == stamp.get("count") and count > 0 else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Ingest when needed; returns the exit status."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m ingest.first_run CATALOGUE", file=sys.stderr)
-        return 2
-    catalogue = Path(args[0])
+def build_parser() -> CommandParser:
+    """The command's one argument."""
+    parser = CommandParser(
+        prog="python -m ingest.first_run", description=__doc__, exit_codes=(OK, UNEXPECTED, USAGE, STORE, INTERRUPTED)
+    )
+    parser.add_argument("catalogue", type=catalogue_file, help="CSV, Parquet or JSON-lines catalogue")
+    return parser
+
+
+def first_run(catalogue: Path) -> int:
+    """Ingest `catalogue` unless it is in the store already; returns the exit status."""
     settings = load_settings()
-    try:
-        digest = catalogue_digest(catalogue)
-    except CatalogueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        count = already_ingested(settings, catalogue, digest)
-    except SongIndexError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
+    digest = catalogue_digest(catalogue)
+    count = already_ingested(settings, catalogue, digest)
     if count is not None:
         print(f"songspace: {count} songs ready in {settings.store_label} ({catalogue} already ingested)", file=sys.stderr)
-        return 0
+        return OK
     from ingest.__main__ import main as ingest_main
 
     status = ingest_main([str(catalogue)])
-    if status != 0:
+    if status != OK:
         return status
     count = stored_count(settings)
     path = stamp_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"catalogue": str(catalogue.resolve()), "digest": digest, "count": count}))
-    return 0
+    return OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Ingest when needed; returns the exit status."""
+    return run_command(lambda: first_run(build_parser().parse_args(argv).catalogue))
 
 
 if __name__ == "__main__":

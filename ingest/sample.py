@@ -21,11 +21,16 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from search.cli import INTERRUPTED, OK, UNEXPECTED, USAGE, CommandError, CommandParser, run_command
 from search.index import normalise_text
 from search.settings import PROJECT_ROOT
 
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 DEFAULT_SOURCE = PROJECT_ROOT.parent / "shared" / "data" / "public-domain" / "openhymnal.json"
+SOURCE_HELP = (
+    "it is a JSON list of hymns (title, author, category, credits, source_file, lyrics) taken from the "
+    "public-domain texts of https://github.com/mzealey/openhymnal"
+)
 COVER_SIZE = 320
 MOTIFS = ("circles", "rays", "waves", "stripes", "diamonds", "stars", "arches", "grid")
 
@@ -171,15 +176,36 @@ def build(source: Path, out_dir: Path) -> pd.DataFrame:
     return catalogue
 
 
+def build_parser() -> CommandParser:
+    """The builder's arguments."""
+    parser = CommandParser(
+        prog="python -m ingest.sample", description=__doc__, exit_codes=(OK, UNEXPECTED, USAGE, INTERRUPTED)
+    )
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help=f"the Open Hymnal source: {SOURCE_HELP}")
+    parser.add_argument("--out", type=Path, default=SAMPLE_DIR, help="folder for hymns.csv and covers/")
+    return parser
+
+
+def build_sample(args: argparse.Namespace) -> int:
+    """Build the catalogue the arguments ask for; returns the exit status."""
+    if not args.source.is_file():
+        raise CommandError(
+            f"no Open Hymnal source at {args.source}. The shipped data/sample/hymns.csv needs no rebuilding; "
+            f"to rebuild it, pass the source with --source PATH: {SOURCE_HELP}"
+        )
+    try:
+        catalogue = build(args.source, args.out)
+    except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        raise CommandError(
+            f"{args.source} is not the Open Hymnal JSON this builder reads ({type(error).__name__}: {error})"
+        ) from error
+    print(f"{len(catalogue)} hymns in {args.out / 'hymns.csv'}, covers in {args.out / 'covers'}")
+    return OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the builder; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m ingest.sample", description=__doc__)
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="openhymnal.json")
-    parser.add_argument("--out", type=Path, default=SAMPLE_DIR)
-    args = parser.parse_args(argv)
-    catalogue = build(args.source, args.out)
-    print(f"{len(catalogue)} hymns in {args.out / 'hymns.csv'}, covers in {args.out / 'covers'}")
-    return 0
+    return run_command(lambda: build_sample(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -21,13 +21,28 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from search.cli import (
+    INTERRUPTED,
+    OK,
+    STORE,
+    UNEXPECTED,
+    USAGE,
+    CommandError,
+    CommandParser,
+    catalogue_file,
+    non_empty,
+    run_command,
+)
 from search.index import COVER, LYRICS, SongIndex, SongPoint
 from search.recommend import recommend, seed_query
-from search.settings import DEFAULT_LYRICS_WEIGHT, load_settings
+from search.settings import DEFAULT_LYRICS_WEIGHT, LONG_TEXT_POLICIES, load_settings
+
+if TYPE_CHECKING:
+    from ingest.catalogue import Song
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
 K = 10
@@ -143,23 +158,44 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the evaluation command; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m search.eval", description=__doc__)
-    parser.add_argument("catalogue", type=Path)
-    parser.add_argument("--label", default="genre", help="payload field that holds the label")
-    parser.add_argument("--json", type=Path, help="write the results here as JSON")
-    parser.add_argument("--long-text", choices=["windows", "truncate"], help="lyrics policy to measure")
-    args = parser.parse_args(argv)
+def build_parser() -> CommandParser:
+    """The command's arguments, each checked as it is parsed."""
+    parser = CommandParser(
+        prog="python -m search.eval", description=__doc__, exit_codes=(OK, UNEXPECTED, USAGE, STORE, INTERRUPTED)
+    )
+    parser.add_argument("catalogue", type=catalogue_file, help="a catalogue whose songs have lyrics, covers and labels")
+    parser.add_argument("--label", type=non_empty, default="genre", help="the song field that holds the label")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON (default: not written)")
+    parser.add_argument(
+        "--long-text", choices=LONG_TEXT_POLICIES, help="lyrics policy to measure (default: LYRICS_LONG_TEXT, else windows)"
+    )
+    return parser
 
+
+def check_label(songs: list[Song], label: str, catalogue: Path) -> None:
+    """A usage error unless some song of the catalogue has a value for `label`."""
+    from ingest.pipeline import song_payload
+
+    fields = {key for song in songs for key in song_payload(song, "catalogue")}
+    if label not in fields:
+        raise CommandError(
+            f"no song in {catalogue} has a {label!r} label; fields with values: {', '.join(sorted(fields))}"
+        )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run one parsed command line; returns the exit status."""
+    # The pipeline's modules load torch: imported only once the arguments are known to be good.
     from ingest.catalogue import read_catalogue
     from ingest.context import open_songspace
     from ingest.pipeline import Ingestor
 
-    songs, _ = read_catalogue(args.catalogue)
-    full_lyrics = {song.song_id: song.lyrics or "" for song in songs}
-
     settings = load_settings()
+    if args.json is not None and not args.json.parent.is_dir():
+        raise CommandError(f"--json {args.json}: there is no folder {args.json.parent} to write it in")
+    read = read_catalogue(args.catalogue)
+    check_label(read[0], args.label, args.catalogue)
+    full_lyrics = {song.song_id: song.lyrics or "" for song in read[0]}
     with tempfile.TemporaryDirectory(prefix="songspace-eval-") as store:
         settings = replace(
             settings, qdrant_url=None, engine="edge", qdrant_path=Path(store), collection="eval",
@@ -167,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         songspace = open_songspace(settings)
         try:
-            Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(args.catalogue)
+            Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(args.catalogue, read=read)
             index = songspace.index
             points = index.get([point_id for point_id, _ in index.scroll_payloads([])])
             queries = [p for p in points if LYRICS in p.vectors and COVER in p.vectors and p.payload.get(args.label)]
+            if not queries:
+                raise CommandError(
+                    f"no song in {args.catalogue} has lyrics, a usable cover and a {args.label!r} label: nothing to measure"
+                )
             queries.sort(key=lambda p: p.payload.get("song_id") or p.point_id)
             # Only the songs that can be queries are candidates, as for the NumPy baselines.
             kept = {q.point_id for q in queries}
@@ -185,11 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             songspace.close()
-    print(f"{len(queries)} songs with both modalities and a {args.label!r} label")
+    print(f"{len(queries)} songs with both modalities and a {args.label!r} label", file=sys.stderr)
     print(format_table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    return 0
+    return OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation command; returns the exit status."""
+    return run_command(lambda: run_eval(build_parser().parse_args(argv)))
 
 
 def raw_cover_features(songspace: Any, payloads: list[dict[str, Any]], base_dir: Path) -> np.ndarray:

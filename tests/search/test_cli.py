@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +16,11 @@ from ingest.pipeline import Ingestor
 from search import eval as search_eval
 from search.settings import DEFAULT_LYRICS_WEIGHT
 from search.__main__ import main
+from search.cli import run_command
 from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
 from tests.fakes import TRACKS
 
+PROJECT = Path(__file__).resolve().parents[2]
 FIELDS = {"point_id", "song_id", "title", "artists", "score", "lyrics_score", "cover_score", "words_score"}
 
 
@@ -31,38 +37,146 @@ def ingested(settings, themed_rows, write_catalogue, monkeypatch):
     return settings
 
 
+@pytest.fixture
+def fresh_store(tmp_path, monkeypatch):
+    """The environment of a fresh machine: a store and cache folders that do not exist yet."""
+    for name, value in {
+        "QDRANT_PATH": str(tmp_path / "store"), "SONGSPACE_CACHE_DIR": str(tmp_path / "cache"), "QDRANT_URL": "",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     status = main(list(argv))
     out, err = capsys.readouterr()
     return status, out, err
 
 
-def test_song_id_as_table_and_json(ingested, capsys):
-    status, out, _ = run(capsys, "--song-id", "sea-0", "-k", "3")
-    assert status == 0
+def one_line_error(err: str) -> str:
+    """The single `error: ...` line a failed command prints, with no traceback."""
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def table(out: str) -> list[list[str]]:
+    """The rows of the result table (after the header lines), split on runs of spaces."""
     lines = out.strip().splitlines()
-    assert lines[0].split()[:4] == ["#", "score", "lyrics", "cover"] and len(lines) == 4
-    status, out, _ = run(capsys, "--song-id", "sea-0", "-k", "5", "--lyrics-weight", "1", "--json")
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["#", "score"])
+    return [line.split() for line in lines[start:]]
+
+
+def test_song_id_as_table_and_json(ingested, capsys):
+    status, out, err = run(capsys, "--song-id", "sea-0", "-k", "3")
+    assert status == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == "seed: Sea Song 0 — Sea Band 0 (sea-0)"
+    assert lines[1] == "weights: lyrics 0.60 (words 0.2 of it), cover 0.40"
+    rows = table(out)
+    assert rows[0] == ["#", "score", "lyrics", "words", "cover", "id", "title", "—", "artists"] and len(rows) == 4
+    ids = [row[5] for row in rows[1:]]
+    assert all(i.startswith(("sea-", "city-")) for i in ids) and "sea-0" not in ids
+    status, out, err = run(capsys, "--song-id", "sea-0", "-k", "5", "--lyrics-weight", "1", "--json")
     results = json.loads(out)
     assert status == 0 and len(results) == 5 and set(results[0]) == FIELDS
+    assert err.startswith("seed: Sea Song 0")  # the header goes to stderr, stdout is JSON only
     assert results[0]["title"].startswith("Sea Song") and results[0]["score"] == pytest.approx(0.8 * results[0]["lyrics_score"] + 0.2 * (results[0]["words_score"] or 0), abs=1e-5)
     assert "sea-0" not in {r["song_id"] for r in results}
+
+
+def test_the_table_ids_name_songs_again(ingested, capsys):
+    _, out, _ = run(capsys, "--song-id", "sea-0", "--json")
+    first = json.loads(out)[0]
+    _, by_point_id, _ = run(capsys, "--song-id", first["point_id"], "--json")
+    _, by_song_id, _ = run(capsys, "--song-id", first["song_id"], "--json")
+    assert json.loads(by_point_id) == json.loads(by_song_id)
+    assert first["song_id"] not in {r["song_id"] for r in json.loads(by_point_id)}
 
 
 def test_exclude_artist_and_text(ingested, capsys):
     _, out, _ = run(capsys, "--song-id", "sea-0", "--exclude-artist", "--json")
     assert all(r["artists"] != ["Sea Band 0"] for r in json.loads(out))
-    _, out, _ = run(capsys, "--text", "skyscrapers and traffic downtown", "-k", "2", "--json")
+    _, out, err = run(capsys, "--text", "skyscrapers and traffic downtown", "-k", "2", "--json")
     results = json.loads(out)
     assert results[0]["title"].startswith("City Song") and results[0]["cover_score"] is None
+    assert "no cover: ranked by lyrics only" in err.splitlines()
+
+
+def test_genres_match_in_any_case_and_unknown_ones_are_named(ingested, capsys):
+    status, out, _ = run(capsys, "--song-id", "sea-0", "--genre", "CITY", "--json")
+    assert status == 0 and {r["song_id"] for r in json.loads(out)} == {f"city-{i}" for i in range(4)}
+    status, out, err = run(capsys, "--song-id", "sea-0", "--genre", "christmas")
+    assert status == 2 and out == ""
+    assert one_line_error(err) == "error: no genre 'christmas' in collection '" + ingested.collection + "'; known genres: city, sea"
+
+
+def test_nothing_matched_says_why(ingested, capsys):
+    status, out, err = run(capsys, "--song-id", "sea-0", "--year", "2030")
+    assert status == 0 and err == ""
+    assert out.splitlines()[-1] == f"nothing matched: no song in collection {ingested.collection!r} has year 2030"
+    status, out, err = run(capsys, "--song-id", "sea-0", "--genre", "sea", "--exclude-artist", "--year", "1990-1992", "--json")
+    # sea-0 (the seed), sea-1 and sea-2 are sea songs of 1990-1992; sea-2 shares the seed's artist
+    assert status == 0 and {r["song_id"] for r in json.loads(out)} == {"sea-1"}
+    status, out, err = run(capsys, "--song-id", "sea-0", "--genre", "sea", "--exclude-artist", "--year", "1990", "--json")
+    assert status == 0 and json.loads(out) == []
+    assert err.splitlines()[-1] == "nothing matched: every song that passes the filters is a seed or by the seed's artists"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--song-id", "sea-0", "--lyrics-weight", "1.5"], "argument --lyrics-weight: expected a number from 0 to 1, got '1.5'"),
+        (["--song-id", "sea-0", "--lyrics-weight", "-0.1"], "argument --lyrics-weight: expected a number from 0 to 1"),
+        (["--text", ""], "argument --text: expected some text, got nothing"),
+        (["--text", "   "], "argument --text: expected some text, got nothing"),
+        (["--song-id", "sea-0", "--year", "abc"], "argument --year: expected a year YYYY or a range YYYY-YYYY, got 'abc'"),
+        (["--song-id", "sea-0", "--year", "2020-1990"], "argument --year: '2020-1990' ends before it starts"),
+        (["--song-id", "sea-0", "--diversity", "5"], "argument --diversity: expected a number from 0 to 1, got '5'"),
+        (["--song-id", "sea-0", "--diversity", "nan"], "argument --diversity: expected a number from 0 to 1"),
+        (["--song-id", "sea-0", "-k", "0"], "argument -k: expected a whole number of at least 1, got '0'"),
+        (["--song-id", "sea-0", "-k", "two"], "argument -k: expected a whole number of at least 1, got 'two'"),
+        (["--song-id", "sea-0", "--text", "both"], "argument --text: not allowed with argument --song-id"),
+        ([], "one of the arguments --song-id --text --spotify is required"),
+    ],
+)
+def test_argument_mistakes_are_one_line_usage_errors(fresh_store, capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert one_line_error(err).startswith(f"error: {message}")
+    assert list(fresh_store.iterdir()) == []  # checked before anything was opened
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("COVER_MAX_BYTES", "10MB"), ("LYRICS_LONG_TEXT", "bogus"), ("QDRANT_ENGINE", "nope")]
+)
+def test_bad_settings_are_usage_errors_naming_the_setting(fresh_store, capsys, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    status, out, err = run(capsys, "--song-id", "sea-0")
+    assert status == 2 and out == ""
+    assert one_line_error(err).startswith(f"error: {name}={value!r} is not valid")
+    assert list(fresh_store.iterdir()) == []
 
 
 def test_unknown_song_and_empty_store(ingested, capsys, monkeypatch):
     status, _, err = run(capsys, "--song-id", "nope")
-    assert status == 4 and "no song with id 'nope'" in err
+    assert status == 4 and "no song with id 'nope'" in one_line_error(err)
     monkeypatch.setenv("QDRANT_COLLECTION", "never_made")
     status, _, err = run(capsys, "--song-id", "sea-0")
-    assert status == 3 and "python -m ingest" in err
+    assert status == 3 and "python -m ingest" in one_line_error(err)
+
+
+def test_a_collection_without_songs_is_empty(ingested, capsys):
+    songspace = open_songspace(ingested)
+    songspace.index.delete([point_id for point_id, _ in songspace.index.scroll_payloads([])])
+    songspace.close()
+    status, out, err = run(capsys, "--text", "the sea")
+    assert status == 3 and out == ""
+    assert one_line_error(err) == (
+        f"error: collection {ingested.collection!r} in the {ingested.store_label} is empty: load a catalogue "
+        "with `python -m ingest CATALOGUE` (for example data/sample/hymns.csv)"
+    )
 
 
 def test_spotify_track(ingested, services, capsys, monkeypatch):
@@ -71,8 +185,49 @@ def test_spotify_track(ingested, services, capsys, monkeypatch):
     status, out, err = run(capsys, "--spotify", f"spotify:track:{TRACKS[0].id}", "-k", "3", "--json")
     assert status == 0 and "lyrics from LRCLIB" in err
     assert json.loads(out)[0]["title"].startswith("Sea Song")
+    status, out, err = run(capsys, "--spotify", TRACKS[5].id, "-k", "3")  # Bare Sleeve has no cover
+    assert status == 0 and "no cover: ranked by lyrics only" in out.splitlines()
     status, _, err = run(capsys, "--spotify", "https://example.org/not-spotify")
-    assert status == 4 and "not a Spotify track" in err
+    assert status == 4 and "not a Spotify track" in err.strip().splitlines()[-1]
+
+
+def test_json_stdout_is_json_on_a_fresh_machine(tmp_path, services):
+    """A fresh store and torch cache: the encoder choice tries ResNet-50's download, whose notice must
+    not land among the results (the download goes to a closed local port, so nothing leaves)."""
+    env = {
+        **os.environ, **services.env(),
+        "QDRANT_PATH": str(tmp_path / "store"), "QDRANT_COLLECTION": "fresh", "SONGSPACE_CACHE_DIR": str(tmp_path / "cache"),
+        "TORCH_HOME": str(tmp_path / "torch"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+    }
+    for name in ("QDRANT_URL", "IMAGE_ENCODER", "RESNET50_WEIGHTS"):
+        env.pop(name, None)
+    process = subprocess.run(
+        [sys.executable, "-m", "search", "--spotify", TRACKS[0].id, "--json"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert process.returncode == 0, process.stderr
+    assert 'Downloading: "https://download.pytorch.org' in process.stderr  # the attempt was made
+    assert json.loads(process.stdout) == []  # the only song is the seed
+
+
+def test_unexpected_failures_say_where_to_look(capsys, monkeypatch):
+    monkeypatch.delenv("SONGSPACE_DEBUG", raising=False)
+    assert run_command(lambda: {}["missing"]) == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith("error: unexpected KeyError: 'missing'.") and "SONGSPACE_DEBUG=1" in line
+    monkeypatch.setenv("SONGSPACE_DEBUG", "1")
+    with pytest.raises(KeyError):
+        run_command(lambda: {}["missing"])
+
+
+def test_help_shows_defaults_and_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert f"(default: {DEFAULT_LYRICS_WEIGHT})" in out and "(default: 10)" in out
+    for code in ("0", "1", "2", "3", "4"):
+        assert any(line.split()[:1] == [code] for line in out.split("exit codes:")[1].splitlines())
 
 
 def test_eval_reports_every_method(tmp_path, write_catalogue, monkeypatch, capsys):
@@ -99,3 +254,17 @@ def test_eval_reports_every_method(tmp_path, write_catalogue, monkeypatch, capsy
     assert results["tfidf"]["macro_p_at_10"] > 0.6
     out = capsys.readouterr().out
     assert "| lyrics (dense + words" in out and "an oracle figure" in out
+
+
+def test_eval_mistakes_are_usage_errors(tmp_path, themed_rows, write_catalogue, capsys):
+    catalogue = write_catalogue(themed_rows)
+    cases = [
+        ([str(tmp_path / "nope.csv")], f"error: argument catalogue: no catalogue file at {tmp_path / 'nope.csv'}"),
+        ([str(catalogue), "--label", "nosuch"], f"error: no song in {catalogue} has a 'nosuch' label; fields with values: "),
+        ([str(catalogue), "--json", str(tmp_path / "no" / "eval.json")], f"error: --json {tmp_path / 'no' / 'eval.json'}: there is no folder"),
+    ]
+    for argv, message in cases:
+        assert search_eval.main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and one_line_error(captured.err).startswith(message)
+    assert {p.name for p in tmp_path.iterdir()} == {"catalogue.csv", *(r["cover_path"] for r in themed_rows)}
