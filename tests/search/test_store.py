@@ -1,0 +1,152 @@
+"""`python -m search.store`: list, find, status and delete on a real store holding the themed songs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ingest.context import open_songspace
+from ingest.pipeline import Ingestor
+from ingest.unseen import add_user_song
+from search import __main__ as search_command
+from search.store import main
+from tests.conftest import SEA_LYRICS
+
+THEMED_IDS = {f"{theme}-{i}" for theme in ("sea", "city") for i in range(4)}
+
+
+@pytest.fixture
+def stored(settings, themed_rows, write_catalogue, monkeypatch):
+    """The eight themed songs and one song a visitor added; the commands' environment points at them."""
+    songspace = open_songspace(settings)
+    try:
+        Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(themed_rows))
+        add_user_song(songspace, "Harbour Visitor", "Someone Else", lyrics=SEA_LYRICS[2] + " and the gulls")
+        encoders = songspace.index.encoders
+    finally:
+        songspace.close()
+    for name, value in {
+        "QDRANT_PATH": str(settings.qdrant_path), "QDRANT_COLLECTION": settings.collection,
+        "SONGSPACE_CACHE_DIR": str(settings.cache_dir), "QDRANT_URL": settings.qdrant_url or "",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return settings, encoders
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def listed(capsys, *argv: str) -> list[dict]:
+    status, out, _ = run(capsys, "list", "--json", *argv)
+    assert status == 0
+    return json.loads(out)
+
+
+def one_line_error(err: str) -> str:
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_status_names_the_store_and_what_it_holds(stored, capsys):
+    settings, encoders = stored
+    status, out, _ = run(capsys, "status", "--json")
+    state = json.loads(out)
+    assert status == 0 and state["exists"] and state["songs"] == 9 and state["collection"] == settings.collection
+    assert state["sources"] == {"catalogue": 8, "user": 1}
+    assert (state["encoders"]["text"], state["encoders"]["image"]) == (encoders.text, encoders.image)
+    assert state["centred"] == []  # fewer than 32 songs: nothing to learn a centre from
+    assert state["store"] == settings.store_label
+    status, out, _ = run(capsys, "status")
+    lines = out.splitlines()
+    assert f"collection: {settings.collection!r}, 9 songs" in lines and "sources: catalogue 8, user 1" in lines
+    assert "centred: no" in lines and any(line.startswith(f"encoders: lyrics {encoders.text}") for line in lines)
+
+
+def test_list_with_filters(stored, capsys):
+    assert {song["song_id"] for song in listed(capsys, "--limit", "100", "--source", "catalogue")} == THEMED_IDS
+    assert {song["song_id"] for song in listed(capsys, "--genre", "SEA")} == {f"sea-{i}" for i in range(4)}
+    assert {song["song_id"] for song in listed(capsys, "--year", "1991-1992")} == {"sea-1", "sea-2", "city-1", "city-2"}
+    (visitor,) = listed(capsys, "--source", "user")
+    assert visitor["title"] == "Harbour Visitor" and visitor["song_id"] is None and visitor["point_id"]
+    status, out, err = run(capsys, "list", "--limit", "3")
+    rows = out.splitlines()
+    assert status == 0 and rows[0].split() == ["id", "source", "year", "genre", "title", "—", "artists"] and len(rows) == 4
+    assert err.strip() == "3 of 9 songs shown; --limit shows more"
+    status, out, err = run(capsys, "list", "--genre", "city", "--year", "2030")
+    assert status == 0 and out.strip() == f"nothing matched: no song in collection {stored[0].collection!r} has genre city and year 2030"
+    status, out, err = run(capsys, "list", "--genre", "jazz")
+    assert status == 2 and out == "" and one_line_error(err).endswith("known genres: city, sea")
+
+
+def test_find_by_title_or_artist(stored, capsys):
+    status, out, _ = run(capsys, "find", "sea sonng 2", "--json")  # a typo and another case
+    found = json.loads(out)
+    assert status == 0 and found[0]["song_id"] == "sea-2" and found[0]["title"] == "Sea Song 2"
+    status, out, _ = run(capsys, "find", "someone else")
+    assert status == 0 and out.splitlines()[1].endswith("Harbour Visitor — Someone Else")
+    status, out, err = run(capsys, "find", "zzzz qqqq")
+    assert status == 4 and out == "" and "matches 'zzzz qqqq'" in one_line_error(err)
+
+
+def test_delete_by_id_needs_yes(stored, capsys):
+    status, out, err = run(capsys, "delete", "--id", "sea-0")
+    assert status == 2 and out.splitlines()[1].split()[:2] == ["sea-0", "catalogue"]
+    assert one_line_error(err) == "error: nothing was deleted: add --yes to delete 1 songs"
+    assert len(listed(capsys, "--limit", "100")) == 9
+    (visitor,) = listed(capsys, "--source", "user")
+    status, out, _ = run(capsys, "delete", "--id", "sea-0", visitor["point_id"], "--yes")
+    assert status == 0 and out.splitlines()[-1] == "deleted 2 songs"
+    assert {song["song_id"] for song in listed(capsys, "--limit", "100")} == THEMED_IDS - {"sea-0"}
+    assert search_command.main(["--song-id", "sea-0"]) == 4
+
+
+def test_delete_of_an_unknown_id_deletes_nothing(stored, capsys):
+    status, out, err = run(capsys, "delete", "--id", "sea-1", "nope", "--yes")
+    assert status == 4 and out == "" and one_line_error(err).startswith("error: no song with id 'nope'")
+    assert len(listed(capsys, "--limit", "100")) == 9
+
+
+def test_delete_what_visitors_added(stored, capsys):
+    status, out, err = run(capsys, "delete", "--source", "user")
+    assert status == 2 and one_line_error(err) == "error: nothing was deleted: add --yes to delete 1 songs from source 'user'"
+    assert run(capsys, "delete", "--source", "user", "--yes")[1].strip() == "deleted 1 songs from source 'user'"
+    assert {song["source"] for song in listed(capsys, "--limit", "100")} == {"catalogue"}
+    status, _, err = run(capsys, "delete", "--source", "user", "--yes")
+    assert status == 0 and "nothing to delete" in err
+
+
+def test_delete_the_collection(stored, capsys):
+    settings, _ = stored
+    assert run(capsys, "delete", "--all")[0] == 2
+    assert json.loads(run(capsys, "status", "--json")[1])["songs"] == 9
+    status, out, _ = run(capsys, "delete", "--all", "--yes")
+    assert status == 0 and out.strip() == f"deleted collection {settings.collection!r} and its 9 songs"
+    state = json.loads(run(capsys, "status", "--json")[1])
+    assert not state["exists"] and state["songs"] == 0 and state["encoders"] is None
+    status, _, err = run(capsys, "list")
+    assert status == 3 and "is empty: load a catalogue" in one_line_error(err)
+    assert run(capsys, "delete", "--all", "--yes")[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["delete"], "one of the arguments --id --source --all is required"),
+        (["delete", "--source", "visitors"], "argument --source: invalid choice: 'visitors'"),
+        (["list", "--limit", "0"], "argument --limit: expected a whole number of at least 1, got '0'"),
+        (["list", "--year", "1999-1990"], "argument --year: '1999-1990' ends before it starts"),
+        (["find", ""], "argument query: expected some text, got nothing"),
+    ],
+)
+def test_mistakes_are_one_line_usage_errors(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "store"))
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == "" and one_line_error(err).startswith(f"error: {message}")
+    assert list(tmp_path.iterdir()) == []
