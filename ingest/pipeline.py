@@ -20,7 +20,7 @@ from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.enrich import EnrichSummary, enrich
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match, SparseVector
-from search.index import COVER, LYRICS, WORDS, SongIndex, SongPoint, normalise_text, song_point_id
+from search.index import COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, song_point_id
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
@@ -88,7 +88,6 @@ def song_payload(song: Song, source: str) -> dict[str, Any]:
         "spotify_id": song.spotify_id,
         "spotify_url": song.spotify_url,
         "lyrics_excerpt": song.lyrics[:EXCERPT_CHARS] if song.lyrics else None,
-        "title_key": normalise_text(song.title),
         "source": source,
         **song.extra,
     }
@@ -327,7 +326,7 @@ class Ingestor:
         for prepared in batch:
             old = prepared.stored
             if old is not None:
-                old = {key: value for key, value in old.items() if key != "centring"}  # the index's own field
+                old = {key: value for key, value in old.items() if key not in DERIVED_FIELDS}
             if old is None:
                 summary.inserted += 1
                 to_embed.append(prepared)

@@ -46,11 +46,15 @@ INDEXED_FIELDS: dict[str, Any] = {
     "genre": "keyword",
     "source": "keyword",
     "title_key": "keyword",
+    "search_text": "text",
     "vectors": "keyword",
     "centring": "keyword",
     "spotify_id": "keyword",
     "year": "integer",
 }
+# Payload fields the index derives on every write: the centres the fused vector used, and the
+# normalised title (exact matches) and title with artists (full-text search).
+DERIVED_FIELDS = ("centring", "title_key", "search_text")
 # Each modality's centre is learned from at least this many songs, and final at the second figure.
 MIN_CENTRE_SONGS = 32
 CENTRE_SONGS = 512
@@ -58,7 +62,7 @@ _ID_NAMESPACE = uuid.UUID("5d0b7f0e-3c55-4c8e-9a7e-1f3c2b9a6d41")
 
 __all__ = [
     "COVER", "FUSED", "LYRICS", "MODALITIES", "WORDS", "EncoderMismatch", "IndexEncoders", "SongIndex",
-    "SongIndexError", "SongPoint", "StoreUnavailable", "normalise_text", "open_index", "song_point_id",
+    "SongIndexError", "SongPoint", "StoreUnavailable", "normalise_text", "open_index", "search_key", "song_point_id",
 ]
 
 
@@ -130,6 +134,16 @@ def song_point_id(
     else:
         key = f"song:{normalise_text(' '.join(artists))}|{normalise_text(title)}"
     return str(uuid.uuid5(_ID_NAMESPACE, key))
+
+
+def search_key(title: str, artists: list[str]) -> str:
+    """What a typed title search is compared with: the normalised title and artists."""
+    return normalise_text(f"{title} {' '.join(artists)}")
+
+
+def _derived(payload: dict[str, Any]) -> dict[str, Any]:
+    title, artists = str(payload.get("title", "")), list(payload.get("artists", []))
+    return {"title_key": normalise_text(title), "search_text": search_key(title, artists)}
 
 
 def open_index(settings: Settings) -> SongIndex:
@@ -319,7 +333,12 @@ class SongIndex:
             vectors: dict[str, Vector] = {**raw, FUSED: self.fused_vector(centred)}
             if point.words:
                 vectors[WORDS] = point.words
-            payload = {**point.payload, "vectors": sorted(n for n in vectors if n != FUSED), "centring": version}
+            payload = {
+                **point.payload,
+                "vectors": sorted(n for n in vectors if n != FUSED),
+                "centring": version,
+                **_derived(point.payload),
+            }
             stored.append(StoredPoint(point.point_id, payload, vectors))
         self.engine.upsert(stored)
 
@@ -339,7 +358,7 @@ class SongIndex:
         """Replace one song's payload, keeping its vectors (and the record of them)."""
         (current,) = self.engine.retrieve([point_id], with_payload=["vectors", "centring"], with_vectors=False)
         kept = {key: (current.payload or {}).get(key) for key in ("vectors", "centring")}
-        self.engine.overwrite_payload(point_id, {**payload, **kept})
+        self.engine.overwrite_payload(point_id, {**payload, **kept, **_derived(payload)})
 
     def scroll_payloads(
         self, fields: list[str] | None = None, where: Filter | None = None, page: int = 1024

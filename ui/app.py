@@ -34,7 +34,8 @@ def songspace_for(settings: Settings) -> Songspace:
 @st.cache_resource
 def titles_for(settings: Settings) -> TitleIndex:
     """The catalogue's titles for the search box."""
-    return TitleIndex(songspace_for(settings).index)
+    # A server may hold millions of songs: search its full-text index instead of loading them all.
+    return TitleIndex(songspace_for(settings).index, in_memory=not settings.qdrant_url)
 
 
 @st.cache_resource

@@ -81,13 +81,21 @@ class Range:
 
 
 @dataclass(frozen=True)
+class Text:
+    """A full-text-indexed payload field contains every word of `text`."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True)
 class HasId:
     """The point is one of these ids."""
 
     ids: tuple[str, ...]
 
 
-Condition = Match | Range | HasId
+Condition = Match | Range | Text | HasId
 
 
 @dataclass(frozen=True)

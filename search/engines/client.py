@@ -24,6 +24,7 @@ from search.engines.base import (
     SparseVector,
     StoredPoint,
     StoreUnavailable,
+    Text,
     Vector,
     WithPayload,
     WithVectors,
@@ -48,6 +49,8 @@ def to_qdrant_filter(where: Filter | None) -> models.Filter | None:
             return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))
         if isinstance(c, Range):
             return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte))
+        if isinstance(c, Text):
+            return models.FieldCondition(key=c.key, match=models.MatchText(text=c.text))
         if isinstance(c, HasId):
             return models.HasIdCondition(has_id=list(c.ids))
         raise TypeError(f"unknown condition {c!r}")

@@ -32,6 +32,7 @@ from search.engines.base import (
     SparseVector,
     StoredPoint,
     StoreUnavailable,
+    Text,
     Vector,
     WithPayload,
     WithVectors,
@@ -59,6 +60,8 @@ def to_edge_filter(where: Filter | None) -> qe.Filter | None:
             return qe.FieldCondition(key=c.key, match=match)
         if isinstance(c, Range):
             return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte))
+        if isinstance(c, Text):
+            return qe.FieldCondition(key=c.key, match=qe.MatchText(c.text))
         if isinstance(c, HasId):
             return qe.HasIdCondition({str(i) for i in c.ids})
         raise TypeError(f"unknown condition {c!r}")

@@ -168,7 +168,8 @@ def test_store_operations_the_programs_use(index):
     assert all(set(payload) == {"title"} for _, payload in index.scroll_payloads(["title"]))
     index.overwrite_payload(pid(2), {"title": "Renamed"})
     (renamed,) = index.get([pid(2)])
-    assert renamed.payload == {"title": "Renamed", "vectors": [COVER], "centring": "none"} and COVER in renamed.vectors
+    assert renamed.payload == {"title": "Renamed", "vectors": [COVER], "centring": "none", "title_key": "renamed", "search_text": "renamed"}
+    assert COVER in renamed.vectors
     assert index.delete_where(Filter(must=(Match("source", ("user",)),))) == 3
     index.delete([pid(1)])
     assert index.count() == 5
