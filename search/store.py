@@ -96,6 +96,11 @@ def build_parser() -> CommandParser:
     return parser
 
 
+def songs_text(count: int) -> str:
+    """'1 song', '9 songs'."""
+    return f"{count} song{'s' * (count != 1)}"
+
+
 def song_record(point_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """A song as the JSON output gives it."""
     return {"point_id": point_id, **{name: payload.get(name) for name in SONG_FIELDS}}
@@ -124,7 +129,7 @@ def list_songs(index: SongIndex, args: argparse.Namespace) -> int:
         nothing = f"nothing matched: no song in collection {index.collection!r} has {' and '.join(describe_filters(filters))}"
         print(nothing, file=sys.stderr if args.json else sys.stdout)
     elif total > len(songs):
-        print(f"{len(songs)} of {total} songs shown; --limit shows more", file=sys.stderr)
+        print(f"{len(songs)} of {songs_text(total)} shown; --limit shows more", file=sys.stderr)
     return OK
 
 
@@ -172,7 +177,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     if not status["exists"]:
         lines.append(f"collection: {status['collection']!r} does not exist yet; `python -m ingest CATALOGUE` creates it")
         return lines
-    lines.append(f"collection: {status['collection']!r}, {status['songs']} songs")
+    lines.append(f"collection: {status['collection']!r}, {songs_text(status['songs'])}")
     encoders = status["encoders"]
     if encoders:
         lines.append(
@@ -201,7 +206,7 @@ def delete_songs(index: SongIndex, settings: Settings, args: argparse.Namespace)
     act: Callable[[], object]
     listed: list[SongPoint] = []
     if args.all:
-        what = f"collection {settings.collection!r} and its {index.count()} songs"
+        what = f"collection {settings.collection!r} and its {songs_text(index.count())}"
         act = index.drop
     elif args.source:
         where = Filters(sources=(args.source,)).to_filter()
@@ -209,7 +214,7 @@ def delete_songs(index: SongIndex, settings: Settings, args: argparse.Namespace)
         if count == 0:
             print(f"nothing to delete: no song in collection {settings.collection!r} is from source {args.source!r}", file=sys.stderr)
             return OK
-        what = f"{count} songs from source {args.source!r}"
+        what = f"{songs_text(count)} from source {args.source!r}"
         act = partial(index.delete_where, where)
     else:
         found = {ident: songs_by_id(index, ident) for ident in dict.fromkeys(args.ids)}
@@ -221,7 +226,7 @@ def delete_songs(index: SongIndex, settings: Settings, args: argparse.Namespace)
                 NOT_FOUND,
             )
         listed = list({p.point_id: p for songs in found.values() for p in songs}.values())
-        what = f"{len(listed)} songs"
+        what = songs_text(len(listed))
         act = partial(index.delete, [p.point_id for p in listed])
     if listed:
         print(format_table(SONG_HEADER, song_rows([(p.point_id, p.payload) for p in listed])))

@@ -49,7 +49,7 @@ def leftovers(env: dict[str, str]) -> list[Path]:
 
 def ingest(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ingest", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ingest", *args], check=False, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300
     )
 
 

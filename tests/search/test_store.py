@@ -97,7 +97,7 @@ def test_find_by_title_or_artist(stored, capsys):
 def test_delete_by_id_needs_yes(stored, capsys):
     status, out, err = run(capsys, "delete", "--id", "sea-0")
     assert status == 2 and out.splitlines()[1].split()[:2] == ["sea-0", "catalogue"]
-    assert one_line_error(err) == "error: nothing was deleted: add --yes to delete 1 songs"
+    assert one_line_error(err) == "error: nothing was deleted: add --yes to delete 1 song"
     assert len(listed(capsys, "--limit", "100")) == 9
     (visitor,) = listed(capsys, "--source", "user")
     status, out, _ = run(capsys, "delete", "--id", "sea-0", visitor["point_id"], "--yes")
@@ -114,8 +114,9 @@ def test_delete_of_an_unknown_id_deletes_nothing(stored, capsys):
 
 def test_delete_what_visitors_added(stored, capsys):
     status, out, err = run(capsys, "delete", "--source", "user")
-    assert status == 2 and one_line_error(err) == "error: nothing was deleted: add --yes to delete 1 songs from source 'user'"
-    assert run(capsys, "delete", "--source", "user", "--yes")[1].strip() == "deleted 1 songs from source 'user'"
+    assert status == 2 and out == ""
+    assert one_line_error(err) == "error: nothing was deleted: add --yes to delete 1 song from source 'user'"
+    assert run(capsys, "delete", "--source", "user", "--yes")[1].strip() == "deleted 1 song from source 'user'"
     assert {song["source"] for song in listed(capsys, "--limit", "100")} == {"catalogue"}
     status, _, err = run(capsys, "delete", "--source", "user", "--yes")
     assert status == 0 and "nothing to delete" in err
