@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,12 +22,15 @@ from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.enrich import EnrichSummary, enrich
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match, SparseVector
-from search.index import COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, song_point_id
+from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, song_point_id
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
 COVER_HASH = "cover_hash"
 HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
+# Part 1 of a catalogue loaded in parts stores this many songs of the whole catalogue first and
+# learns the centres from them (a margin over CENTRE_SONGS for songs without lyrics or a cover).
+CENTRE_SAMPLE = CENTRE_SONGS + 128
 # Song fields that Spotify enrichment may fill, and the payload keys that hold them.
 ENRICHED_FIELDS = {"spotify_id": "spotify_id", "spotify_url": "spotify_url", "cover": "cover_url", "album": "album", "year": "year"}
 
@@ -94,6 +99,34 @@ def song_payload(song: Song, source: str) -> dict[str, Any]:
     return {key: value for key, value in payload.items() if value is not None}
 
 
+class CentresNotReady(RuntimeError):
+    """A part of a catalogue cannot start: the centres that part 1 learns are not recorded yet."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """Share `index` (from 1) of `count` of a catalogue, chosen by song identity, so that several
+    machines can load one catalogue into one server; the parts together are the whole."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Part:
+        """`I/N`, with 1 <= I <= N."""
+        index, slash, count = text.partition("/")
+        if not (slash and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+            raise ValueError(f"a part is I/N with 1 <= I <= N, such as 1/4, not {text!r}")
+        return cls(int(index), int(count))
+
+    def holds(self, point_id: str) -> bool:
+        """Whether the song with this point id belongs to this part."""
+        return uuid.UUID(point_id).int % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
 class Ingestor:
     """Runs catalogues into a song index; safe to re-run, and resumable after any interruption."""
 
@@ -103,15 +136,18 @@ class Ingestor:
         embedder: Embedder,
         fetcher: CoverFetcher,
         batch_size: int = 128,
-        workers: int = 4,
+        workers: int | None = None,
         progress: bool = True,
+        writers: int = 0,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.fetcher = fetcher
         self.batch_size = batch_size
-        self.workers = workers
+        # Cover decoding and hashing run in threads (Pillow and hashlib release the GIL).
+        self.workers = workers or max(4, os.cpu_count() or 1)
         self.progress = progress
+        self.writers = writers
 
     def prepare(self, song: Song, base_dir: Path | None, source: str, identity: tuple[str, dict[str, Any] | None] | None = None) -> PreparedSong:
         """Hash a song's content and, if its cover is new, load and preprocess it (runs in threads).
@@ -238,29 +274,42 @@ class Ingestor:
         problems_path: Path | None = None,
         spotify: SpotifyClient | None = None,
         read: tuple[list[Song], list[RowProblem]] | None = None,
+        part: Part | None = None,
+        wait_for_centres_s: float = 0.0,
     ) -> IngestSummary:
         """Ingest one catalogue file and return its summary; with `spotify`, enrich it first.
 
         `read` is the catalogue as `read_catalogue` returned it, for callers that check it before
         opening the store (`rename` and `limit` are then not used); without it, it is read here.
+        With `part`, only that share of the catalogue is ingested (see `Part`); part 1 first
+        learns the centres, and the other parts wait up to `wait_for_centres_s` for them.
         """
         started = time.perf_counter()
         model_before = self.embedder.model_seconds
         songs, problems = read if read is not None else read_catalogue(catalogue, rename, limit)
         summary = IngestSummary(read=len(songs) + sum(p.outcome == "rejected" for p in problems))
-        if spotify is not None:
-            summary.enrichment = self._enrich(songs, spotify, problems)
         songs = self._drop_duplicate_identities(songs, problems)
-        bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
-        for batch in self._prepared(songs, catalogue.parent, "catalogue", look_up=not dry_run):
-            kept = self._screen(batch, problems)
-            if not dry_run:
-                self.index.upsert(self._store(kept, summary))
-                self.index.recentre()
-            summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
-            summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
-            bar.update(len(batch))
-        bar.close()
+        sample: list[Song] = []
+        if part is not None:
+            identity = {song.row: self.point_id(song, "catalogue") for song in songs}
+            if part.index == 1 and not dry_run and not self.index.centring_final:
+                # Part 1 learns the centres that every part uses, from a sample of the whole
+                # catalogue chosen by identity (so any machine would choose the same songs).
+                sample = sorted(songs, key=lambda s: identity[s.row])[:CENTRE_SAMPLE]
+            rows = set(identity)
+            songs = [song for song in songs if part.holds(identity[song.row])]
+            # Rows that never became songs (unreadable, duplicates) are reported by part 1 only.
+            own = {song.row for song in songs}
+            problems[:] = [p for p in problems if p.row in own or (part.index == 1 and p.row not in rows)]
+            summary.read = len(songs) + sum(p.outcome == "rejected" for p in problems)
+        if spotify is not None:
+            summary.enrichment = self._enrich(list({id(s): s for s in [*songs, *sample]}.values()), spotify, problems)
+        if sample:
+            self._ingest(sample, catalogue.parent, [], IngestSummary(), dry_run=False)
+            self.index.recentre(freeze=True)
+        elif part is not None and not dry_run:
+            self._wait_for_centres(part, wait_for_centres_s)
+        self._ingest(songs, catalogue.parent, problems, summary, dry_run)
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
         summary.model_seconds = self.embedder.model_seconds - model_before
@@ -269,6 +318,50 @@ class Ingestor:
             write_problems(problems, problems_path)
             summary.problems_path = problems_path
         return summary
+
+    def _ingest(
+        self, songs: list[Song], base_dir: Path, problems: list[RowProblem], summary: IngestSummary, dry_run: bool
+    ) -> None:
+        """Prepare, embed and store songs batch by batch.
+
+        With `writers` (for a server), that many batches are written in parallel while the next
+        ones are prepared and embedded; embedded stores are written in line, in one thread.
+        """
+        bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
+        with ThreadPoolExecutor(max(self.writers, 1)) as writers:
+            writing: deque[Future[None]] = deque()
+            for batch in self._prepared(songs, base_dir, "catalogue", look_up=not dry_run):
+                kept = self._screen(batch, problems)
+                if not dry_run:
+                    points = self._store(kept, summary)
+                    if self.writers:
+                        writing.append(writers.submit(self.index.upsert, points))
+                    else:
+                        self.index.upsert(points)
+                    while len(writing) > self.writers or (writing and not self.index.centring_final):
+                        writing.popleft().result()  # the centres are learned from stored songs
+                    self.index.recentre()
+                summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
+                summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
+                bar.update(len(batch))
+            while writing:
+                writing.popleft().result()
+        bar.close()
+        if not dry_run:
+            self.index.recentre()
+
+    def _wait_for_centres(self, part: Part, patience_s: float) -> None:
+        deadline = time.monotonic() + patience_s
+        while True:
+            self.index.reload()
+            if self.index.centring_final:
+                return
+            if time.monotonic() >= deadline:
+                raise CentresNotReady(
+                    f"part {part} needs the centres that part 1/{part.count} learns first: run part "
+                    f"1/{part.count} (it records them within its first minutes), or give --wait-for-centres SECONDS"
+                )
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
     def add(self, songs: list[Song], source: str) -> tuple[IngestSummary, list[PreparedSong]]:
         """Store a few songs at once (no progress bar, no problems file), as unseen songs arrive.

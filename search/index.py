@@ -237,10 +237,24 @@ class SongIndex:
 
     def centring(self) -> dict[str, dict[str, Any]]:
         """Per modality: how many songs its centre was learned from, and whether it is final."""
+        frozen = bool(self.metadata().get("centring_final"))
         return {
-            m: {"songs": c["songs"], "final": c["songs"] >= CENTRE_SONGS}
+            m: {"songs": c["songs"], "final": frozen or c["songs"] >= CENTRE_SONGS}
             for m, c in self.metadata().get("centres", {}).items()
         }
+
+    @property
+    def centring_final(self) -> bool:
+        """Whether the centres will never change again (frozen, or learned from enough songs)."""
+        centring = self.centring()
+        return bool(self.metadata().get("centring_final")) or (
+            len(centring) == len(MODALITIES) and all(c["final"] for c in centring.values())
+        )
+
+    def reload(self) -> None:
+        """Forget the cached metadata, to see what another process recorded."""
+        self._metadata = None
+        self._centres = None
 
     @property
     def centring_version(self) -> str:
@@ -250,15 +264,18 @@ class SongIndex:
             digest.update(modality.encode() + self.centres[modality].tobytes())
         return digest.hexdigest()[:12] if self.centres else "none"
 
-    def recentre(self) -> list[str]:
+    def recentre(self, freeze: bool = False) -> list[str]:
         """Learn each modality's centre from the stored songs while there are few, then freeze it.
 
         A modality is centred once it has MIN_CENTRE_SONGS songs; its centre is learned again
         each time it has grown, from up to CENTRE_SONGS songs, and never changes once learned
-        from that many. Songs whose fused vector used other centres are rewritten (the raw
-        vectors are stored, so this is exact and can be redone after an interruption).
-        Returns the modalities whose centre changed.
+        from that many, or once `freeze` was asked for (as before loading a catalogue in parts,
+        whose parts must all use one centre). Songs whose fused vector used other centres are
+        rewritten (the raw vectors are stored, so this is exact and can be redone after an
+        interruption). Returns the modalities whose centre changed.
         """
+        if self.centring_final:
+            return []
         recorded = dict(self.metadata().get("centres", {}))
         changed = []
         for modality in MODALITIES:
@@ -272,10 +289,9 @@ class SongIndex:
             sample = self._raw_vectors(having, modality, CENTRE_SONGS)
             recorded[modality] = {"vector": np.mean(sample, axis=0).tolist(), "songs": len(sample)}
             changed.append(modality)
-        if changed:
-            self.engine.update_metadata({"centres": recorded})
-            self._metadata = None
-            self._centres = None
+        if changed or freeze:
+            self.engine.update_metadata({"centres": recorded, **({"centring_final": True} if freeze else {})})
+            self.reload()
         self._refresh_fused()
         return changed
 

@@ -275,3 +275,64 @@ def test_enrichment_in_any_order_never_makes_a_second_point(online_settings, ser
     assert points["Harbour Lights"].payload["spotify_id"] == TRACKS[0].id
     assert COVER in points["Harbour Lights"].vectors
     assert sorted(p.payload["song_id"] for p in points.values()) == ["e1", "e2", "e3"]
+
+
+def test_parts_together_equal_a_whole_run(tmp_path, write_catalogue):
+    from ingest.pipeline import CentresNotReady, Part
+    from tests.conftest import store_settings
+
+    rows = []
+    for i in range(60):
+        cover = tmp_path / f"p{i}.png"
+        cover.write_bytes(make_cover((20 + 3 * i, 60, 200 - 2 * i), i))
+        rows.append({"id": f"p{i}", "title": f"Part Song {i}", "artist": f"A{i % 9}",
+                     "lyrics": f"{SEA_LYRICS[i % 4]} and line {i} of {60 - i}", "cover_path": cover.name})
+    catalogue = write_catalogue(rows)
+    whole, parted = store_settings("edge", tmp_path / "whole"), store_settings("edge", tmp_path / "parted")
+    run_ingest(whole, catalogue)
+    songspace = open_songspace(parted)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=8, progress=False)
+        with pytest.raises(CentresNotReady, match="run part 1/3"):
+            ingestor.run(catalogue, part=Part(2, 3))
+        assert songspace.index.count() == 0  # nothing stored before the centres exist
+        summaries = [ingestor.run(catalogue, part=Part(i, 3)) for i in (3, 1, 2)]  # 3 waits for 1... see below
+    except CentresNotReady:
+        summaries = None
+    finally:
+        songspace.close()
+    assert summaries is None  # part 3 before part 1 is refused too
+
+    songspace = open_songspace(parted)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=8, progress=False)
+        sizes = [ingestor.run(catalogue, part=Part(i, 3)).read for i in (1, 2, 3)]
+    finally:
+        songspace.close()
+    assert sum(sizes) == 60 and all(10 < size < 30 for size in sizes)  # a share each, by identity
+
+    def contents(settings):
+        index = open_index(settings)
+        try:
+            points = index.get([i for i, _ in index.scroll_payloads()])
+            return {p.point_id: p for p in points}, index.centres, index.count()
+        finally:
+            index.close()
+
+    (a, centres_a, count_a), (b, centres_b, count_b) = contents(whole), contents(parted)
+    assert count_a == count_b == 60 and set(a) == set(b)  # the same songs, none twice
+    for modality in (LYRICS, COVER):
+        assert np.allclose(centres_a[modality], centres_b[modality], atol=1e-6)
+    for point_id, point in a.items():
+        assert point.payload == b[point_id].payload
+        for modality in (LYRICS, COVER):
+            assert np.allclose(point.vectors[modality], b[point_id].vectors[modality], atol=1e-5)
+
+
+def test_a_part_is_written_as_i_of_n():
+    from ingest.pipeline import Part
+
+    assert str(Part.parse("2/5")) == "2/5"
+    for bad in ("0/3", "4/3", "1", "a/b", "1/0", "-1/2"):
+        with pytest.raises(ValueError, match="I/N"):
+            Part.parse(bad)
