@@ -31,6 +31,7 @@ from search.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from ingest.catalogue import RowProblem, Song
+    from ingest.pipeline import Part
 
 
 def rename_pair(value: str) -> tuple[str, str]:
@@ -41,6 +42,16 @@ def rename_pair(value: str) -> tuple[str, str]:
     return column.strip(), target.strip()
 
 
+def part_of(value: str) -> Part:
+    """An argument type: `I/N`."""
+    from ingest.pipeline import Part
+
+    try:
+        return Part.parse(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def build_parser() -> CommandParser:
     """The command's arguments, each checked as it is parsed."""
     parser = CommandParser(
@@ -49,7 +60,19 @@ def build_parser() -> CommandParser:
     parser.add_argument("catalogue", type=catalogue_file, help="CSV, Parquet or JSON-lines catalogue")
     parser.add_argument("--collection", type=non_empty, help="collection name (default: QDRANT_COLLECTION, else songs)")
     parser.add_argument("--limit", type=positive_int, help="ingest only the first N rows (default: every row)")
-    parser.add_argument("--batch-size", type=positive_int, default=128, help="songs embedded and upserted together")
+    parser.add_argument(
+        "--batch-size", type=positive_int,
+        help="songs embedded and upserted together (default: 128 on the CPU, 1024 on a GPU)",
+    )
+    parser.add_argument(
+        "--part", type=part_of, metavar="I/N",
+        help="ingest share I of N of the catalogue, chosen by song identity, so that N machines load "
+        "it into one server; part 1 learns the centres the others use (default: the whole catalogue)",
+    )
+    parser.add_argument(
+        "--wait-for-centres", type=float, default=600.0, metavar="SECONDS",
+        help="how long parts 2..N wait for part 1's centres before giving up",
+    )
     parser.add_argument(
         "--dry-run", action="store_true",
         help="read and check the catalogue and its covers and write the problems file; the store "
@@ -65,7 +88,9 @@ def build_parser() -> CommandParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--spotify", action="store_true", help="fill missing covers and Spotify links from Spotify search"
+        "--spotify", action="store_true",
+        help="fill missing covers and Spotify links: songs with a Spotify id are looked up 50 to a "
+        "request, the others searched for by title and artist",
     )
     return parser
 
@@ -94,7 +119,8 @@ def ingest(args: argparse.Namespace) -> int:
 def load(args: argparse.Namespace, settings: Settings, read: tuple[list[Song], list[RowProblem]], problems_path: Path) -> int:
     """Open the store (unchanged on a dry run) and run the read catalogue into it."""
     from ingest.context import open_songspace, open_unchanged
-    from ingest.pipeline import Ingestor
+    from ingest.encoders.base import resolve_runtime
+    from ingest.pipeline import CentresNotReady, Ingestor
 
     spotify = None
     if args.spotify:
@@ -108,13 +134,19 @@ def load(args: argparse.Namespace, settings: Settings, read: tuple[list[Song], l
     dry_run = " (dry run: nothing is stored)" if args.dry_run else ""
     print(f"{settings.store_label}, collection {settings.collection!r}{dry_run}: {songspace.notice}", file=sys.stderr)
     try:
+        on_gpu = resolve_runtime(settings.device).device == "cuda"
         ingestor = Ingestor(
             songspace.index, songspace.embedder, songspace.fetcher,
-            batch_size=args.batch_size, progress=not args.no_progress,
+            batch_size=args.batch_size or (1024 if on_gpu else 128), progress=not args.no_progress,
+            # A server takes parallel writes; an embedded store is written in line.
+            writers=4 if settings.qdrant_url else 0,
         )
         summary = ingestor.run(
-            args.catalogue, dry_run=args.dry_run, problems_path=problems_path, spotify=spotify, read=read
+            args.catalogue, dry_run=args.dry_run, problems_path=problems_path, spotify=spotify, read=read,
+            part=args.part, wait_for_centres_s=args.wait_for_centres,
         )
+    except CentresNotReady as error:
+        raise CommandError(str(error), STORE) from None
     except KeyboardInterrupt:
         raise CommandError("interrupted: what was stored stays; run the same command again to finish", INTERRUPTED) from None
     finally:

@@ -151,3 +151,14 @@ def test_sample_without_its_source_says_where_to_get_it(tmp_path, capsys):
     assert sample.main(["--source", str(broken), "--out", str(out)]) == 2
     assert one_line_error(capsys.readouterr().err).startswith(f"error: {broken} is not the Open Hymnal JSON this builder reads")
     assert not out.exists()
+
+
+def test_a_later_part_without_part_1s_centres_fails_clearly(machine, tmp_path):
+    catalogue = tmp_path / "songs.csv"
+    catalogue.write_text("id,title,artist,lyrics\n" + "".join(f"s{i},Song {i},A,words of song number {i} here\n" for i in range(8)))
+    process = ingest(machine, str(catalogue), "--part", "2/2", "--wait-for-centres", "0", "--no-progress")
+    assert process.returncode == 3 and "Traceback" not in process.stderr
+    last = process.stderr.strip().splitlines()[-1]  # after the store and encoder notices
+    assert last.startswith("error: part 2/2 needs the centres") and "run part 1/2" in last
+    bad = ingest(machine, str(catalogue), "--part", "3/2")
+    assert bad.returncode == 2 and "I/N" in one_line_error(bad.stderr)
