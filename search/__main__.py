@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from search.cli import (
     INTERRUPTED,
@@ -31,9 +33,11 @@ from search.cli import (
     with_collection,
     year_range,
 )
-from search.index import COVER, LYRICS, SongIndex
+from search.index import COVER, LYRICS, SongIndex, SongPoint
 from search.recommend import Filters, Query, Recommendation, normalised_weights, recommend, seed_query
 from search.settings import DEFAULT_LYRICS_WEIGHT, load_settings
+
+PLAYLIST_TRACKS = 100
 
 
 def build_parser() -> CommandParser:
@@ -42,9 +46,21 @@ def build_parser() -> CommandParser:
         prog="python -m search", description=__doc__, exit_codes=(OK, UNEXPECTED, USAGE, STORE, NOT_FOUND, INTERRUPTED)
     )
     seed = parser.add_mutually_exclusive_group(required=True)
-    seed.add_argument("--song-id", type=non_empty, help="a song's id as tables show it: its catalogue id, else its point id")
+    seed.add_argument(
+        "--song-id", type=non_empty, action="append",
+        help="a liked song's id as tables show it (its catalogue id, else its point id); repeat for several",
+    )
     seed.add_argument("--text", type=non_empty, help="a description, matched against lyrics")
     seed.add_argument("--spotify", type=non_empty, help="a Spotify track id, URI or URL (fetched and added if new)")
+    seed.add_argument(
+        "--spotify-playlist", type=non_empty, metavar="URL",
+        help=f"a Spotify playlist or album: its first {PLAYLIST_TRACKS} tracks are the liked songs (added if new)",
+    )
+    parser.add_argument(
+        "--not-song-id", type=non_empty, action="append", default=[],
+        help="a disliked song's id; repeatable (per modality the search uses the mean of the liked songs "
+        "minus the mean of the disliked ones)",
+    )
     parser.add_argument(
         "--lyrics-weight", type=unit_interval, default=DEFAULT_LYRICS_WEIGHT,
         help="the lyrics share of the score, 0 to 1; the rest is cover",
@@ -59,7 +75,47 @@ def build_parser() -> CommandParser:
     parser.add_argument("--diversity", type=unit_interval, default=0.0, help="MMR diversity, 0 (exact order) to 1")
     parser.add_argument("--collection", type=non_empty, help="collection name (default: QDRANT_COLLECTION, else songs)")
     parser.add_argument("--json", action="store_true", help="print a JSON list; the header goes to stderr")
+    parser.add_argument(
+        "--export", type=export_path, metavar="FILE",
+        help="also write the results as a playlist: .csv, .m3u8 or .jspf, by the file's extension",
+    )
     return parser
+
+
+def export_path(value: str) -> Path:
+    """An argument type: a file whose extension names an export format, in an existing folder."""
+    from search.export import ExportError, export_format
+
+    path = Path(value)
+    try:
+        export_format(path)
+    except ExportError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {path.name} in")
+    return path
+
+
+def named(songs: list[SongPoint]) -> str:
+    """Songs for people: "A — X (id), B — Y (id)"."""
+    return ", ".join(
+        f"{p.payload.get('title', '?')} — {', '.join(p.payload.get('artists', [])) or '?'} ({display_id(p.point_id, p.payload)})"
+        for p in songs
+    )
+
+
+def songs_named(index: SongIndex, ids: list[str], collection: str) -> list[SongPoint]:
+    """The songs behind table ids, or a not-found error naming the first missing one."""
+    songs = []
+    for song_id in ids:
+        found = songs_by_id(index, song_id)
+        if not found:
+            raise CommandError(
+                f"no song with id {song_id!r} in collection {collection!r}; find ids with `python -m search.store find TITLE`",
+                NOT_FOUND,
+            )
+        songs.extend(found)
+    return songs
 
 
 def describe(seed: str, query: Query, lyrics_weight: float, words_weight: float) -> list[str]:
@@ -101,45 +157,66 @@ def results_table(results: list[Recommendation]) -> str:
     return format_table(["#", "score", "lyrics", "words", "cover", "id", "title — artists"], rows, right=5)
 
 
+def liked_songs(args: argparse.Namespace, songspace: Any, collection: str) -> list[SongPoint]:
+    """The liked seeds: songs by id, or a Spotify track, playlist or album (added if new)."""
+    if args.song_id:
+        return songs_named(songspace.index, args.song_id, collection)
+    from ingest.spotify import SpotifyClient, SpotifyError
+    from ingest.unseen import UnseenSongError, add_spotify_track
+
+    try:
+        if args.spotify:
+            added = [add_spotify_track(songspace, args.spotify)]
+        else:
+            spotify = SpotifyClient(songspace.settings)
+            playlist = spotify.collection(args.spotify_playlist, limit=PLAYLIST_TRACKS)
+            print(f"{playlist.kind} {playlist.name!r}: {len(playlist.tracks)} tracks", file=sys.stderr)
+            added = []
+            for track in playlist.tracks:
+                try:
+                    added.append(add_spotify_track(songspace, track.id, spotify))
+                except UnseenSongError as error:  # one unusable track does not stop the playlist
+                    print(f"skipped: {error}", file=sys.stderr)
+            if not added:
+                raise CommandError(f"no track of {args.spotify_playlist} could be used", NOT_FOUND)
+    except SpotifyError as error:
+        raise CommandError(str(error), NOT_FOUND) from error
+    except UnseenSongError as error:
+        raise CommandError(str(error), NOT_FOUND) from error
+    for song in added:
+        print(f"{song.point.payload.get('title', '?')}: {song.message}", file=sys.stderr)
+    return [song.point for song in added]
+
+
 def search(args: argparse.Namespace) -> int:
     """Answer one parsed command line; returns the exit status."""
     from ingest.context import open_songspace
 
     settings = with_collection(load_settings(), args.collection)
-    songspace = open_songspace(settings, create=bool(args.spotify))
+    songspace = open_songspace(settings, create=bool(args.spotify or args.spotify_playlist))
     try:
         index = songspace.index
         filters = Filters(genres=resolve_genres(index, args.genre), years=args.year)
         if args.text:
+            if args.not_song_id:
+                raise CommandError("--not-song-id goes with liked songs (--song-id, --spotify, --spotify-playlist), not --text")
             query = songspace.text_query(args.text, filters)
             seed = f"lyrics that match {args.text!r}"
         else:
-            if args.spotify:
-                from ingest.spotify import SpotifyError
-                from ingest.unseen import UnseenSongError, add_spotify_track
-
-                try:
-                    added = add_spotify_track(songspace, args.spotify)
-                except (UnseenSongError, SpotifyError) as error:
-                    raise CommandError(str(error), NOT_FOUND) from error
-                print(added.message, file=sys.stderr)
-                seeds = [added.point]
-            else:
-                seeds = songs_by_id(index, args.song_id)
-                if not seeds:
-                    raise CommandError(
-                        f"no song with id {args.song_id!r} in collection {settings.collection!r}; "
-                        "find ids with `python -m search.store find TITLE`",
-                        NOT_FOUND,
-                    )
-            query = seed_query(seeds, exclude_seed_artists=args.exclude_artist, filters=filters)
-            song = seeds[0]
-            seed = f"{song.payload.get('title', '?')} — {', '.join(song.payload.get('artists', [])) or '?'} ({display_id(song.point_id, song.payload)})"
+            liked = liked_songs(args, songspace, settings.collection)
+            disliked = songs_named(index, args.not_song_id, settings.collection)
+            query = seed_query(liked, disliked, exclude_seed_artists=args.exclude_artist, filters=filters)
+            seed = named(liked) + (f"; not {named(disliked)}" if disliked else "")
         results = recommend(index, query, args.lyrics_weight, args.k, args.diversity, words_weight=settings.words_weight)
         header = describe(seed, query, args.lyrics_weight, settings.words_weight)
         nothing = why_nothing(index, query.filters) if not results else None
     finally:
         songspace.close()
+    if args.export:
+        from search.export import write_export
+
+        write_export(results, args.export, title=f"Songspace: like {seed}")
+        print(f"wrote {len(results)} songs to {args.export}", file=sys.stderr)
     if args.json:
         print("\n".join(header + [nothing] * (nothing is not None)), file=sys.stderr)
         print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))

@@ -138,7 +138,7 @@ def test_nothing_matched_says_why(ingested, capsys):
         (["--song-id", "sea-0", "-k", "0"], "argument -k: expected a whole number of at least 1, got '0'"),
         (["--song-id", "sea-0", "-k", "two"], "argument -k: expected a whole number of at least 1, got 'two'"),
         (["--song-id", "sea-0", "--text", "both"], "argument --text: not allowed with argument --song-id"),
-        ([], "one of the arguments --song-id --text --spotify is required"),
+        ([], "one of the arguments --song-id --text --spotify --spotify-playlist is required"),
     ],
 )
 def test_argument_mistakes_are_one_line_usage_errors(fresh_store, capsys, argv, message):
@@ -268,3 +268,99 @@ def test_eval_mistakes_are_usage_errors(tmp_path, themed_rows, write_catalogue, 
         captured = capsys.readouterr()
         assert captured.out == "" and one_line_error(captured.err).startswith(message)
     assert {p.name for p in tmp_path.iterdir()} == {"catalogue.csv", *(r["cover_path"] for r in themed_rows)}
+
+
+@pytest.fixture
+def thirty(settings, tmp_path, write_catalogue, monkeypatch):
+    """40 songs (enough to be centred) with lyrics mixed from the two themes, covers in two colours."""
+    rows = []
+    for i, (a, b) in enumerate(itertools.islice(itertools.product(range(8), range(8)), 40)):
+        texts = SEA_LYRICS + CITY_LYRICS
+        (tmp_path / f"t{i}.png").write_bytes(make_cover((20, 60, 200) if a < 4 else (90, 90, 90), i))
+        rows.append({"id": f"t{i}", "title": f"Mixed {i}", "artist": f"Band {i % 7}", "genre": "mix",
+                     "lyrics": f"{texts[a]}\n{texts[b]}", "cover_path": f"t{i}.png"})
+    songspace = open_songspace(settings)
+    Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
+    songspace.close()
+    for name, value in {
+        "QDRANT_ENGINE": settings.engine, "QDRANT_PATH": str(settings.qdrant_path), "QDRANT_COLLECTION": settings.collection,
+        "SONGSPACE_CACHE_DIR": str(settings.cache_dir), "QDRANT_URL": settings.qdrant_url or "",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return settings
+
+
+def test_liked_and_disliked_songs_give_the_exact_top_20(thirty, capsys):
+    """The issue's case, against the brute-force oracle of the search tests (the documented rule)."""
+    import numpy as np
+
+    from search.index import COVER as C, LYRICS as L, WORDS, SongPoint, open_index
+    from tests.search.test_recommend import Oracle, allowed_by
+    from search.recommend import Filters
+
+    status, out, err = run(capsys, "--song-id", "t1", "--song-id", "t9", "--not-song-id", "t20",
+                           "--lyrics-weight", "0.3", "-k", "20", "--json")
+    assert status == 0, err
+    results = json.loads(out)
+    assert "seed: Mixed 1" in err and "; not Mixed 20" in err
+    index = open_index(thirty)
+    try:
+        hits = index.engine.retrieve([i for i, _ in index.scroll_payloads([])], True, [L, C, WORDS])
+    finally:
+        index.close()
+    raw = [SongPoint(h.point_id, h.payload, {m: v for m, v in h.vectors.items() if m in (L, C)}, h.vectors.get(WORDS)) for h in hits]
+    assert len(raw) == 40  # at least 32 songs a modality: each is centred on the mean of all
+    centres = {m: np.mean([p.vectors[m] for p in raw if m in p.vectors], axis=0) for m in (L, C)}
+    oracle = Oracle(raw, centres)
+    ids = {p.payload["song_id"]: p.point_id for p in raw}
+    liked, disliked = [ids["t1"], ids["t9"]], [ids["t20"]]
+    vectors, words = oracle.seed(liked, disliked)
+    expected = oracle.ranking(vectors, words, 0.3, 0.2, allowed_by(Filters(), set(liked) | set(disliked)))
+    got = [(r["point_id"], r["score"]) for r in results]
+    assert len(got) == 20 and not {"t1", "t9", "t20"} & {r["song_id"] for r in results}
+    assert np.allclose([s for _, s in got], [s for _, s in expected[:20]], atol=1e-4)
+    boundary = expected[19][1]
+    assert {i for i, s in expected[:20] if s > boundary + 1e-4} <= {i for i, _ in got}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".m3u8", ".jspf"])
+def test_results_are_exported_as_playlists(thirty, capsys, tmp_path, suffix):
+    target = tmp_path / f"mix{suffix}"
+    status, out, err = run(capsys, "--song-id", "t3", "-k", "5", "--json", "--export", str(target))
+    assert status == 0 and f"wrote 5 songs to {target}" in err
+    titles = [r["title"] for r in json.loads(out)]
+    text = target.read_text(encoding="utf-8")
+    if suffix == ".csv":
+        import csv as csv_module
+
+        assert [row["title"] for row in csv_module.DictReader(text.splitlines())] == titles
+    elif suffix == ".m3u8":
+        lines = text.splitlines()
+        assert lines[0] == "#EXTM3U" and [l.split(" - ", 1)[1] for l in lines if l.startswith("#EXTINF")] == titles
+    else:
+        assert [t["title"] for t in json.loads(text)["playlist"]["track"]] == titles
+
+
+def test_export_and_seed_mistakes_are_one_line_errors(thirty, capsys, tmp_path):
+    status, _, err = run(capsys, "--song-id", "t3", "--export", str(tmp_path / "mix.txt"))
+    assert status == 2 and ".txt" in one_line_error(err)
+    status, _, err = run(capsys, "--song-id", "t3", "--export", str(tmp_path / "nowhere" / "mix.csv"))
+    assert status == 2 and "no folder" in one_line_error(err)
+    status, _, err = run(capsys, "--song-id", "t3", "--not-song-id", "nope")
+    assert status == 4 and "'nope'" in one_line_error(err)
+    status, _, err = run(capsys, "--text", "sea", "--not-song-id", "t3")
+    assert status == 2 and "not --text" in one_line_error(err)
+
+
+def test_a_spotify_album_is_the_seed(thirty, services, monkeypatch, capsys):
+    from tests.fakes import CATALOGUE_TRACKS, TODAYS_TOP_HITS_ID
+
+    for name, value in services.env().items():
+        monkeypatch.setenv(name, value)
+    album = CATALOGUE_TRACKS[60].album_id
+    status, out, err = run(capsys, "--spotify-playlist", f"https://open.spotify.com/album/{album}", "-k", "5", "--json")
+    assert status == 0, err
+    assert "album 'Catalogue Album 1': 4 tracks" in err
+    assert len(json.loads(out)) == 5 and not {r["title"] for r in json.loads(out)} & {t.title for t in CATALOGUE_TRACKS[60:64]}
+    status, _, err = run(capsys, "--spotify-playlist", f"https://open.spotify.com/playlist/{TODAYS_TOP_HITS_ID}")
+    assert status == 4 and "Spotify" in one_line_error(err)
