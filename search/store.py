@@ -4,6 +4,8 @@
   find    songs by title or artist, as the page's search box finds them
   status  the store, the collection, its song count, encoders, centring and sources
   delete  songs by id, by source (what visitors added, say) or the whole collection
+  migrate copy a collection from another store (an older Songspace's local-mode store, say)
+  optimize build the indexes Qdrant Edge builds only when asked (HNSW in approximate mode)
 
 No model is loaded: these commands only read and change the collection. `delete` deletes nothing
 without --yes; it says what it would delete instead.
@@ -15,9 +17,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from search.cli import (
@@ -43,7 +46,7 @@ from search.cli import (
 )
 from search.index import SongIndex, SongPoint, open_index
 from search.recommend import Filters
-from search.settings import Settings, load_settings
+from search.settings import ENGINES, Settings, load_settings
 from search.titles import TitleIndex
 
 EXIT_CODES = (OK, UNEXPECTED, USAGE, STORE, NOT_FOUND, INTERRUPTED)
@@ -93,7 +96,57 @@ def build_parser() -> CommandParser:
     which.add_argument("--source", choices=SOURCES, help="every song from this source, e.g. user: what visitors added")
     which.add_argument("--all", action="store_true", help="the whole collection, with its encoders and centres")
     delete.add_argument("--yes", action="store_true", help="delete; without it, say what would be deleted and exit 2")
+
+    migrate = command("migrate", "copy a collection from another store into this one (an empty collection)")
+    migrate.add_argument("--from", dest="source", type=existing_folder, required=True, metavar="PATH",
+                         help="the other embedded store's folder, e.g. var/qdrant")
+    migrate.add_argument("--from-engine", choices=ENGINES, default="local",
+                         help="the other store's engine (an older Songspace's store is local mode)")
+    migrate.add_argument("--from-collection", type=non_empty, help="the collection there (default: the same name)")
+
+    command("optimize", "build what Qdrant Edge builds only when asked: merged segments, and HNSW in approximate mode")
     return parser
+
+
+def existing_folder(value: str) -> Path:
+    """An argument type: a folder that exists."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder at {path}")
+    return path
+
+
+def migrate_collection(index: SongIndex, settings: Settings, args: argparse.Namespace) -> int:
+    """Copy the other store's collection into this one and say what was copied."""
+    from search.engines import open_engine
+    from search.migrate import MigrationError, migrate
+
+    source_settings = replace(settings, qdrant_url=None, engine=args.from_engine, qdrant_path=args.source.resolve())
+    if source_settings.qdrant_path == settings.qdrant_path.resolve() and not settings.qdrant_url:
+        raise CommandError("the source and the target are the same store; set QDRANT_PATH or QDRANT_ENGINE for the target")
+    name = args.from_collection or settings.collection
+    source = open_engine(source_settings, name)
+    try:
+        if not source.exists():
+            raise CommandError(f"no collection {name!r} at {args.source} ({args.from_engine})", NOT_FOUND)
+        done = migrate(source, index)
+    except MigrationError as error:
+        raise CommandError(str(error)) from error
+    finally:
+        source.close()
+    print(f"copied {songs_text(done.songs)} into {index.label}, collection {index.collection!r}"
+          + (" (from an older Songspace's format)" if done.older_format else ""))
+    if done.without_words:
+        print(f"{songs_text(done.without_words)} with lyrics have no words vector yet: ingest their catalogue again "
+              "(`python -m ingest CATALOGUE`; nothing is re-embedded) to add them")
+    return OK
+
+
+def optimize_store(index: SongIndex) -> int:
+    """Build what the engine builds only on request."""
+    done = index.engine.optimize()
+    print({None: f"nothing to do: {index.label} builds its indexes by itself", True: "optimized", False: "already optimal"}[done])
+    return OK
 
 
 def songs_text(count: int) -> str:
@@ -246,6 +299,10 @@ def run_store(args: argparse.Namespace) -> int:
             return show_status(index, settings, args)
         if args.command == "delete":
             return delete_songs(index, settings, args)
+        if args.command == "migrate":
+            return migrate_collection(index, settings, args)
+        if args.command == "optimize":
+            return optimize_store(index)
         if index.count() == 0:
             raise CommandError(empty_collection(settings), STORE)
         return (list_songs if args.command == "list" else find_songs)(index, args)

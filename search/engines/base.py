@@ -211,6 +211,10 @@ class Engine(ABC):
     def facet(self, key: str, where: Filter | None = None, limit: int = 1000) -> list[tuple[Any, int]]:
         """The values of a keyword or integer payload field with their point counts, most first."""
 
+    def optimize(self) -> bool | None:
+        """Build the indexes the engine builds only on request; None where it builds them itself."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Release the store."""

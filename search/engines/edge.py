@@ -263,7 +263,7 @@ class EdgeEngine(Engine):
         return [(hit.value, hit.count) for hit in response]
 
     def optimize(self) -> bool:
-        """Build what Edge builds only when asked: merged segments and, in approximate mode, HNSW."""
+        """Merge segments and, in approximate mode, build HNSW: Edge does neither by itself."""
         return self.shard.optimize()
 
     def close(self) -> None:

@@ -151,3 +151,98 @@ def test_mistakes_are_one_line_usage_errors(tmp_path, capsys, monkeypatch, argv,
     status, out, err = run(capsys, *argv)
     assert status == 2 and out == "" and one_line_error(err).startswith(f"error: {message}")
     assert list(tmp_path.iterdir()) == []
+
+
+def older_store(folder, rows, raw_vectors, centres) -> None:
+    """A collection as the Songspace before the engines left it: local mode, `lyrics` and `cover`
+    stored centred, the centres as plain lists in the metadata, no fused or words vectors."""
+    import numpy as np
+    from qdrant_client import QdrantClient, models
+
+    from search.index import song_point_id
+
+    client = QdrantClient(path=str(folder))
+    client.create_collection(
+        "songs",
+        vectors_config={m: models.VectorParams(size=len(c), distance=models.Distance.COSINE) for m, c in centres.items()},
+        metadata={"encoders": {"text": "all-MiniLM-L6-v2", "text_dim": 384, "image": "efficientnet-lite0", "image_dim": 1280,
+                               "long_text": "windows"}, "encoder_notice": "older", "centres": {m: c.tolist() for m, c in centres.items()}},
+    )
+    points = []
+    for row, vectors in zip(rows, raw_vectors):
+        centred = {m: (v - centres[m]) / np.linalg.norm(v - centres[m]) for m, v in vectors.items()}
+        points.append(models.PointStruct(
+            id=song_point_id(spotify_id=None, song_id=row["id"], artists=[], title=""),
+            payload={"song_id": row["id"], "title": row["title"], "artists": [row["artist"]], "source": "catalogue"},
+            vector={m: v.tolist() for m, v in centred.items()},
+        ))
+    client.upsert("songs", points)
+    client.close()
+
+
+def test_an_older_local_store_migrates_exactly_and_regains_its_words(settings, themed_rows, write_catalogue, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from search.index import COVER, LYRICS, open_index
+
+    songspace = open_songspace(settings)  # the same songs, embedded as the older version did
+    try:
+        Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(themed_rows))
+        ids = [i for i, _ in songspace.index.scroll_payloads()]
+        raw = {h.point_id: {m: v for m, v in h.vectors.items() if m in (LYRICS, COVER)}
+               for h in songspace.index.engine.retrieve(ids, False, [LYRICS, COVER])}
+    finally:
+        songspace.close()
+    payloads = {p["song_id"]: i for i, p in open_index_payloads(settings)}
+    rng = np.random.default_rng(0)
+    centres = {LYRICS: rng.normal(size=384).astype(np.float32) * 0.02, COVER: rng.normal(size=1280).astype(np.float32) * 0.02}
+    centres = {m: c + np.mean([v[m] for v in raw.values()], axis=0) for m, c in centres.items()}
+    older_store(tmp_path / "older", themed_rows, [raw[payloads[r["id"]]] for r in themed_rows], centres)
+
+    target = tmp_path / "target"
+    for name, value in {"QDRANT_ENGINE": "edge", "QDRANT_PATH": str(target), "QDRANT_COLLECTION": "songs",
+                        "SONGSPACE_CACHE_DIR": str(settings.cache_dir), "QDRANT_URL": ""}.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run(capsys, "migrate", "--from", str(tmp_path / "older"))
+    assert status == 0, err
+    assert "copied 8 songs" in out and "older Songspace" in out and "8 songs with lyrics have no words vector yet" in out
+    status, out, err = run(capsys, "migrate", "--from", str(tmp_path / "older"))
+    assert status == 2 and "already holds songs" in one_line_error(err)
+
+    index = open_index(settings.__class__(engine="edge", qdrant_path=target, collection="songs"))
+    try:
+        for hit in index.engine.retrieve(list(raw), False, [LYRICS, COVER]):
+            for m in (LYRICS, COVER):  # the encoders' vectors, recovered exactly from the centred ones
+                assert np.allclose(hit.vectors[m], raw[hit.point_id][m], atol=1e-5)
+        assert all(np.allclose(index.centres[m], centres[m], atol=1e-6) for m in (LYRICS, COVER))
+        assert index.centring_final
+    finally:
+        index.close()
+    from ingest.__main__ import main as ingest_main
+
+    monkeypatch.setenv("COVER_ALLOWED_HOSTS", "127.0.0.1")
+    assert ingest_main([str(write_catalogue(themed_rows)), "--no-progress"]) == 0
+    assert "inserted 0  updated 8" in capsys.readouterr().out  # the words are added, nothing duplicated
+    index = open_index(settings.__class__(engine="edge", qdrant_path=target, collection="songs"))
+    try:
+        assert index.count() == 8 and all(p.words for p in index.get(list(raw)))
+    finally:
+        index.close()
+
+
+def open_index_payloads(settings):
+    from search.index import open_index
+
+    index = open_index(settings)
+    try:
+        return list(index.scroll_payloads())
+    finally:
+        index.close()
+
+
+def test_optimize_builds_on_edge_and_says_when_the_engine_does_it_itself(stored, capsys, monkeypatch):
+    status, out, _ = run(capsys, "optimize")
+    assert status == 0 and out.strip() in {"optimized", "already optimal"}
+    monkeypatch.setenv("QDRANT_ENGINE", "local")
+    status, out, _ = run(capsys, "optimize")
+    assert status == 0 and out.startswith("nothing to do: local mode")

@@ -1,0 +1,100 @@
+"""Copying a collection into another store: from an older Songspace's local-mode store, or between
+engines (local mode, Edge, a server).
+
+An older Songspace (before the engines) kept its songs in qdrant-client's local mode with `lyrics`
+and `cover` vectors already centred, and no `fused` or `words` vectors. Those centred vectors are
+turned back into the encoders' unit vectors exactly: a stored v = (r - c) / |r - c| of a unit r
+gives r = c + t v with t = -(c.v) + sqrt((c.v)^2 - |c|^2 + 1). Their lyrics text was never
+stored, so migrated songs have no words vector until their catalogue is ingested again (which
+re-embeds nothing: the embedding cache has their vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.engines.base import Engine, SparseVector
+from search.index import CENTRE_SONGS, COVER, LYRICS, MODALITIES, WORDS, IndexEncoders, SongIndex, SongPoint
+
+PAGE = 256
+
+
+class MigrationError(RuntimeError):
+    """The collection cannot be migrated; the message says why and what to do."""
+
+
+@dataclass
+class Migration:
+    """What a migration copied."""
+
+    songs: int
+    older_format: bool
+    without_words: int
+
+
+def raw_from_centred(centred: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """The encoder's unit vector r that centring turned into `centred` (see the module's doc)."""
+    v = centred / np.linalg.norm(centred)
+    along = float(centre @ v)
+    t = -along + np.sqrt(along * along - float(centre @ centre) + 1.0)
+    return (centre + t * v).astype(np.float32)
+
+
+def _pages(source: Engine) -> Iterator[list[str]]:
+    offset = None
+    while True:
+        hits, offset = source.scroll(None, PAGE, offset, False)
+        if hits:
+            yield [h.point_id for h in hits]
+        if offset is None:
+            return
+
+
+def migrate(source: Engine, target: SongIndex) -> Migration:
+    """Copy every song of `source` into the empty collection `target`, with the same encoders."""
+    metadata = source.metadata()
+    encoders = IndexEncoders.from_metadata(metadata)
+    if encoders is None:
+        raise MigrationError("the source collection records no encoders: it was not made by Songspace")
+    if target.count():
+        raise MigrationError(
+            f"collection {target.collection!r} already holds songs: migrate into a new collection "
+            "(--collection NAME), or delete it first with `python -m search.store delete --all --yes`"
+        )
+    older = any(not isinstance(c, dict) for c in metadata.get("centres", {}).values())
+    target.ensure(encoders, str(metadata.get("encoder_notice", "")))
+    old_centres: dict[str, np.ndarray] = {}
+    if older:
+        old_centres = {m: np.asarray(c, dtype=np.float32) for m, c in metadata["centres"].items()}
+        # The older version learned its centres from its first songs and never changed them: they
+        # stay final here.
+        songs = min(CENTRE_SONGS, source.count())
+        recorded: dict[str, Any] = {m: {"vector": c.tolist(), "songs": songs} for m, c in old_centres.items()}
+        target.engine.update_metadata({"centres": recorded, "centring_final": True})
+    else:
+        target.engine.update_metadata(
+            {k: metadata[k] for k in ("centres", "centring_final") if k in metadata}
+        )
+    target.reload()
+    copied = without_words = 0
+    for ids in _pages(source):
+        hits = source.retrieve(ids, True, [LYRICS, COVER, WORDS])
+        points = []
+        for hit in hits:
+            vectors = {m: np.asarray(v, dtype=np.float32) for m, v in hit.vectors.items() if m in MODALITIES}
+            if older:
+                vectors = {m: raw_from_centred(v, old_centres[m]) if m in old_centres else v for m, v in vectors.items()}
+            words = hit.vectors.get(WORDS)
+            payload = dict(hit.payload or {})
+            payload.pop("centring", None)
+            if LYRICS in vectors and not isinstance(words, SparseVector):
+                without_words += 1
+            points.append(SongPoint(hit.point_id, payload, vectors, words if isinstance(words, SparseVector) else None))
+        target.upsert(points)
+        copied += len(points)
+    target.recentre()
+    return Migration(copied, older, without_words)
