@@ -56,7 +56,7 @@ def variant(catalogue: synthetic.Catalogue, base: Settings, quantization: str, e
     settings = replace(base, quantization=quantization, search_mode="approximate")
     index, upsert_rate = synthetic.build_store(settings, catalogue)
     started = time.perf_counter()
-    index.engine.optimize()
+    index.optimize()
     build_s = time.perf_counter() - started
     index.close()
     exact, exact_times = answers(replace(settings, search_mode="exact"), seeds)

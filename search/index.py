@@ -435,6 +435,10 @@ class SongIndex:
             return []
         return self.engine.facet(key, where)
 
+    def optimize(self) -> bool | None:
+        """Build the indexes the engine builds only on request; None where it builds them itself."""
+        return self.engine.optimize()
+
     def drop(self) -> None:
         """Delete the whole collection."""
         self.engine.drop()

@@ -144,7 +144,7 @@ def migrate_collection(index: SongIndex, settings: Settings, args: argparse.Name
 
 def optimize_store(index: SongIndex) -> int:
     """Build what the engine builds only on request."""
-    done = index.engine.optimize()
+    done = index.optimize()
     print({None: f"nothing to do: {index.label} builds its indexes by itself", True: "optimized", False: "already optimal"}[done])
     return OK
 
