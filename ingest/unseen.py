@@ -3,6 +3,7 @@ inserted once, then returned as search seeds."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ingest.catalogue import Song
@@ -10,9 +11,9 @@ from ingest.context import Songspace
 from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient, LyricsUnavailable
 from ingest.pipeline import COVER_HASH, LYRICS_HASH, Ingestor
-from ingest.spotify import SpotifyClient, parse_track_id
+from ingest.spotify import DEFAULT_COLLECTION_CAP, SpotifyClient, SpotifyCollection, SpotifyError, SpotifyTrack, parse_track_id
 from search.engines.base import Filter, Match
-from search.index import SongIndex, SongPoint, normalise_text, song_point_id
+from search.index import COVER, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id
 
 
 class UnseenSongError(Exception):
@@ -64,6 +65,15 @@ def _insert(songspace: Songspace, song: Song, source: str, notes: list[str]) -> 
     return AddedSong(point, inserted=summary.inserted == 1, notes=notes)
 
 
+def stored_spotify_track(index: SongIndex, ref: str) -> SongPoint | None:
+    """The stored song for a Spotify track, if there is one (nothing is fetched or inserted)."""
+    track_id = parse_track_id(ref)
+    point_id = song_point_id(spotify_id=track_id, song_id=None, artists=[], title="")
+    # A catalogue song keeps its own point when enrichment gives it a Spotify id: look for both.
+    stored = index.get([point_id]) or index.find("spotify_id", track_id, limit=1)
+    return stored[0] if stored else None
+
+
 def add_spotify_track(
     songspace: Songspace,
     ref: str,
@@ -72,11 +82,9 @@ def add_spotify_track(
 ) -> AddedSong:
     """Fetch a Spotify track's data, cover and lyrics, and insert it unless it is already stored."""
     track_id = parse_track_id(ref)
-    point_id = song_point_id(spotify_id=track_id, song_id=None, artists=[], title="")
-    # A catalogue song keeps its own point when enrichment gives it a Spotify id: look for both.
-    stored = songspace.index.get([point_id]) or songspace.index.find("spotify_id", track_id, limit=1)
-    if stored:
-        return AddedSong(stored[0], inserted=False, notes=["already in the catalogue"])
+    stored = stored_spotify_track(songspace.index, track_id)
+    if stored is not None:
+        return AddedSong(stored, inserted=False, notes=["already in the catalogue"])
     spotify = spotify or SpotifyClient(songspace.settings)
     lyrics = lyrics or LrclibClient(songspace.settings)
     track = spotify.track(track_id)
@@ -127,3 +135,74 @@ def add_user_song(
     notes.append("cover uploaded" if cover else "no cover given")
     song = Song(row=0, title=title.strip(), artists=[artist.strip()], lyrics=(lyrics or "").strip() or None, cover=cover)
     return _insert(songspace, song, "user", notes)
+
+
+@dataclass
+class CollectionAdded:
+    """A Spotify playlist's or album's tracks as stored songs, and what could not be used."""
+
+    collection: SpotifyCollection
+    songs: list[AddedSong] = field(default_factory=list)  # in the collection's order
+    refused: list[tuple[SpotifyTrack, str]] = field(default_factory=list)  # with the reason
+    not_stored: list[SpotifyTrack] = field(default_factory=list)  # unseen, left out: inserting was off
+    stopped: str | None = None  # why the tracks after the last one added were not added
+
+    def lines(self) -> list[str]:
+        """What happened, for people, a line per fact worth knowing."""
+        c = self.collection
+        lines = [f"{c.kind} {c.name!r}: {len(self.songs)} of its songs are seeds"]
+        if c.truncated:
+            lines.append(f"only its first {len(c.tracks)} songs were taken; it has {c.total} entries")
+        if c.skipped:
+            lines.append(f"{c.skipped} entries are not songs Spotify shares (local files, podcast episodes, removed tracks)")
+        inserted = sum(song.inserted for song in self.songs)
+        if inserted:
+            lines.append(f"{inserted} added to the catalogue, {len(self.songs) - inserted} were in it already")
+        no_lyrics = sum(LYRICS not in song.point.vectors for song in self.songs)
+        no_cover = sum(COVER not in song.point.vectors for song in self.songs)
+        if no_lyrics:
+            lines.append(f"{no_lyrics} without lyrics (LRCLIB has none): recommended from by their cover")
+        if no_cover:
+            lines.append(f"{no_cover} without a usable cover: recommended from by their lyrics")
+        if self.not_stored:
+            lines.append(f"{len(self.not_stored)} not in the catalogue were left out: adding songs is turned off here")
+        lines += [f"left out: {reason}" for _, reason in self.refused]
+        if self.stopped:
+            lines.append(f"stopped after {len(self.songs) + len(self.refused)} songs: {self.stopped}")
+        return lines
+
+
+def add_spotify_collection(
+    songspace: Songspace,
+    ref: str,
+    spotify: SpotifyClient,
+    lyrics: LrclibClient | None = None,
+    limit: int = DEFAULT_COLLECTION_CAP,
+    insert: bool = True,
+    progress: Callable[[int, int, SpotifyTrack], None] | None = None,
+) -> CollectionAdded:
+    """The first `limit` tracks of a playlist or album as seeds: unseen ones fetched and inserted
+    (unless not `insert`); `progress(done, total, track)` follows each track.
+
+    Raises SpotifyError when Spotify will not list the collection; a failure part-way stops there
+    and keeps what was added.
+    """
+    collection = spotify.collection(ref, limit)  # caches the tracks: adding them asks Spotify nothing
+    added = CollectionAdded(collection)
+    lyrics = lyrics or LrclibClient(songspace.settings)
+    for done, track in enumerate(collection.tracks, start=1):
+        try:
+            if insert:
+                added.songs.append(add_spotify_track(songspace, track.id, spotify, lyrics))
+            elif (stored := stored_spotify_track(songspace.index, track.id)) is not None:
+                added.songs.append(AddedSong(stored, inserted=False, notes=["already in the catalogue"]))
+            else:
+                added.not_stored.append(track)
+        except UnseenSongError as error:
+            added.refused.append((track, str(error)))
+        except SpotifyError as error:
+            added.stopped = str(error)
+            break
+        if progress is not None:
+            progress(done, len(collection.tracks), track)
+    return added

@@ -71,6 +71,10 @@ class Settings:
     cover_max_bytes: int = 10 * 1024 * 1024
     http_timeout_s: float = 10.0
     page_adds_songs: bool = True
+    page_loads_catalogues: bool = True
+    # The folders a catalogue named by its path on the page may come from (symlinks resolved first).
+    catalogue_roots: tuple[Path, ...] = (PROJECT_ROOT / "data",)
+    playlist_max_tracks: int = 100  # tracks taken from a pasted Spotify playlist or album
 
     @property
     def spotify_configured(self) -> bool:
@@ -191,4 +195,8 @@ def load_settings(env_file: Path | None = None) -> Settings:
         cover_max_bytes=read.integer("COVER_MAX_BYTES", defaults.cover_max_bytes),
         http_timeout_s=read.number("HTTP_TIMEOUT_S", defaults.http_timeout_s, 0.1),
         page_adds_songs=read.flag("PAGE_ADDS_SONGS", defaults.page_adds_songs),
+        page_loads_catalogues=read.flag("PAGE_LOADS_CATALOGUES", defaults.page_loads_catalogues),
+        catalogue_roots=tuple(PROJECT_ROOT / Path(item).expanduser() for item in read.items("PAGE_CATALOGUE_ROOTS"))
+        or defaults.catalogue_roots,
+        playlist_max_tracks=read.integer("PLAYLIST_MAX_TRACKS", defaults.playlist_max_tracks),
     )

@@ -12,12 +12,25 @@ from ingest.context import EmptyCatalogue, Songspace, open_songspace
 from ingest.encoders import EncoderUnavailable
 from ingest.lrclib import LrclibClient
 from ingest.spotify import SpotifyClient, SpotifyError
-from ingest.unseen import UnseenSongError, add_spotify_track, add_user_song
-from search.index import SongIndexError, song_point_id
-from search.recommend import Filters, Query, recommend, seed_query
+from ingest.unseen import UnseenSongError, add_spotify_track, add_user_song, stored_spotify_track
+from search.index import CENTRE_SONGS, MIN_CENTRE_SONGS, SongIndexError
+from search.recommend import Filters, Query, Recommendation, recommend, seed_query
 from search.settings import DEFAULT_LYRICS_WEIGHT, Settings, load_settings
 from search.titles import TitleIndex
-from ui.views import STYLE, card_html, cover_source, excerpt_html, header_html, safe_link, safe_text
+from ui.basket import VIEW_KEY, Basket, basket_panel, because, show_basket
+from ui.loading import Loads, load_tab
+from ui.playlists import NO_SPOTIFY, collection_tab, finish_spotify_login, playlists_out
+from ui.views import (
+    STYLE,
+    card_html,
+    centring_lines,
+    cover_source,
+    excerpt_html,
+    header_html,
+    safe_link,
+    safe_text,
+    song_label,
+)
 
 
 @st.cache_resource(show_spinner="Opening the catalogue and loading the encoders…")
@@ -50,9 +63,27 @@ def lyrics_for(settings: Settings) -> LrclibClient:
     return LrclibClient(settings)
 
 
-def pick(kind: str, value: str, label: str = "") -> None:
-    """Remember what the user chose as the seed of the recommendations."""
-    st.session_state.seed = {"kind": kind, "value": value, "label": label}
+@st.cache_resource
+def loads_for(settings: Settings) -> Loads:
+    """The catalogue loads of this process (one at a time)."""
+    return Loads()
+
+
+def choose_song(point_id: str, label: str, liked: bool = True) -> None:
+    """Put a song in the basket, liked or disliked, and show the basket's recommendations."""
+    Basket(st.session_state).add(point_id, label, liked)
+    show_basket()
+
+
+def choose_spotify(track_id: str, label: str) -> None:
+    """Remember a picked Spotify song; it is looked up (and added if new) as the page is drawn."""
+    st.session_state.pending_spotify = (track_id, label)
+
+
+def choose_theme(theme: str) -> None:
+    """Show the songs whose lyrics match a description."""
+    st.session_state[VIEW_KEY] = "theme"
+    st.session_state.theme_text = theme
     st.session_state.notes = ""
 
 
@@ -82,7 +113,7 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
         weight = st.slider("Lyrics weight (the rest is cover)", 0.0, 1.0, DEFAULT_LYRICS_WEIGHT, 0.05, key="lyrics_weight",
                            help="1 recommends by lyrics only, 0 by cover only")
         k = st.slider("Results", 3, 30, 9, key="k")
-        exclude_artist = st.checkbox("Exclude the same artist", key="exclude_artist")
+        exclude_artist = st.checkbox("Exclude the liked songs' artists", key="exclude_artist")
         diversity = st.slider("Diversity", 0.0, 1.0, 0.0, 0.1, key="diversity",
                               help="Trade a little similarity for variety (MMR)")
         titles.refresh()
@@ -92,39 +123,48 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
             chosen = st.slider("Years", *titles.years, value=titles.years, key="years")
             years = None if tuple(chosen) == titles.years else tuple(chosen)
         st.divider()
-        st.caption("Store")
-        settings = songspace.settings
-        encoders = songspace.index.encoders
-        st.markdown(
-            f"**{songspace.index.count()}** songs in {safe_text(settings.collection)}  \n"
-            f"{'server ' + safe_text(settings.qdrant_url) if settings.qdrant_url else 'embedded: ' + safe_text(settings.qdrant_path)}  \n"
-            f"encoders: {safe_text(encoders.text)} + {safe_text(encoders.image)}"
-        )
-        if songspace.index.encoder_notice:
-            st.caption(safe_text(songspace.index.encoder_notice))
-        if settings.qdrant_url:
-            st.markdown(f"[Open the Qdrant dashboard]({settings.qdrant_url.rstrip('/')}/dashboard)")
+        status(songspace)
     return {
         "lyrics_weight": weight, "k": k, "exclude_artist": exclude_artist, "diversity": diversity,
         "filters": Filters(genres=tuple(genres), years=years),
     }
 
 
+def status(songspace: Songspace) -> None:
+    """Which store and engine, how many songs, the encoders, whether the vectors are centred, what the page may do."""
+    st.caption("Store")
+    settings, index = songspace.settings, songspace.index
+    encoders = index.encoders
+    st.markdown(
+        f"**{index.count()}** songs in {safe_text(settings.collection)}  \n"
+        f"{safe_text(index.label)}  \n"
+        f"encoders: {safe_text(encoders.text)} + {safe_text(encoders.image)}  \n"
+        + "  \n".join(centring_lines(index.centring(), MIN_CENTRE_SONGS, CENTRE_SONGS))
+    )
+    if index.encoder_notice:
+        st.caption(safe_text(index.encoder_notice))
+    if not settings.page_adds_songs:
+        st.caption("This page does not add songs (PAGE_ADDS_SONGS=false): only catalogue songs can be seeds.")
+    if settings.qdrant_url:
+        st.markdown(f"[Open the Qdrant dashboard]({settings.qdrant_url.rstrip('/')}/dashboard)")
+
+
 def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | None) -> None:
-    """Search the catalogue (and Spotify) by title or artist; each hit is a button that picks it."""
+    """Search the catalogue (and Spotify) by title or artist; each hit is a button that adds it to the seeds."""
     query = st.text_input("Song title or artist", key="query", placeholder="e.g. amazing grace")
     if not query.strip():
+        st.caption("Each song you pick joins your seeds as a liked song; the results are for all of them.")
         return
     matches = titles.find(query)
     if matches:
-        st.caption("In the catalogue")
+        st.caption("In the catalogue: pick one to add it to your seeds")
         for match in matches:
-            label = f"{match.title} — {', '.join(match.artists) or 'unknown'}"
-            st.button(safe_text(label), key=f"pick-{match.point_id}", on_click=pick, args=("catalogue", match.point_id, label))
+            label = song_label(match.title, match.artists)
+            st.button(safe_text(label), key=f"pick-{match.point_id}", on_click=choose_song, args=(match.point_id, label))
     else:
         st.caption("No catalogue song matches.")
     if spotify is None:
-        st.caption("Spotify search is off: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET to add songs from Spotify.")
+        st.caption(NO_SPOTIFY)
         return
     try:
         tracks = spotify.search_tracks(query, limit=5)
@@ -133,21 +173,24 @@ def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | 
         return
     if tracks:
         st.caption("From Spotify")
+    adds = songspace.settings.page_adds_songs
     for track in tracks:
-        stored = songspace.index.get([song_point_id(spotify_id=track.id, song_id=None, artists=[], title="")], with_vectors=False)
-        label = f"{track.title} — {', '.join(track.artists)}"
-        marker = " · in the catalogue" if stored else " · Spotify, not in the catalogue yet"
-        st.button(safe_text(label) + marker, key=f"spotify-{track.id}", on_click=pick, args=("spotify", track.id, label))
+        stored = stored_spotify_track(songspace.index, track.id) is not None
+        label = song_label(track.title, track.artists)
+        marker = (" · in the catalogue" if stored else " · Spotify, not in the catalogue yet" if adds
+                  else " · not in the catalogue (this page does not add songs)")
+        st.button(safe_text(label) + marker, key=f"spotify-{track.id}", on_click=choose_spotify, args=(track.id, label),
+                  disabled=not (stored or adds))
 
 
 def theme_tab() -> None:
     """Describe a theme in words; songs whose lyrics match it are recommended."""
     theme = st.text_input("Describe a theme", key="theme", placeholder="e.g. leaving home at night")
-    st.button("Find songs", key="theme-go", on_click=pick, args=("theme", theme, theme), disabled=not theme.strip())
+    st.button("Find songs", key="theme-go", on_click=choose_theme, args=(theme,), disabled=not theme.strip())
 
 
 def add_tab(songspace: Songspace) -> None:
-    """Add a song by hand: title, artist, pasted lyrics and/or an uploaded cover."""
+    """Add a song by hand: title, artist, pasted lyrics and/or an uploaded cover; it joins the seeds."""
     with st.form("add-song", clear_on_submit=False):
         title = st.text_input("Title", key="add_title")
         artist = st.text_input("Artist", key="add_artist")
@@ -162,38 +205,58 @@ def add_tab(songspace: Songspace) -> None:
         except UnseenSongError as error:
             st.warning(safe_text(error))
             return
-        pick("catalogue", added.point.point_id, f"{title} — {artist}")
+        choose_song(added.point.point_id, song_label(title, [artist]))
         st.session_state.notes = ("added: " if added.inserted else "already added: ") + safe_text(added.message)
 
 
-def resolve_seed(songspace: Songspace, spotify: SpotifyClient | None, controls: dict[str, Any]) -> Query | None:
-    """The query for the current seed; an unseen Spotify song is fetched and inserted first."""
-    seed = st.session_state.get("seed")
-    if not seed:
-        return None
-    if seed["kind"] == "theme":
-        return songspace.text_query(seed["value"], controls["filters"]) if seed["value"].strip() else None
-    if seed["kind"] == "spotify":
-        if spotify is None:
-            st.warning("Spotify is not configured: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET.")
-            return None
-        try:
-            with st.spinner("Fetching the song from Spotify, its lyrics, and embedding it…"):
-                added = add_spotify_track(songspace, seed["value"], spotify, lyrics_for(songspace.settings))
-        except (SpotifyError, UnseenSongError) as error:
-            st.warning(safe_text(error))
-            return None
-        pick("catalogue", added.point.point_id, seed["label"])
-        st.session_state.notes = ("added to the catalogue: " if added.inserted else "") + safe_text(added.message)
-    points = songspace.index.get([st.session_state.seed["value"]])
-    if not points:
-        st.warning("That song is no longer in the catalogue.")
-        return None
-    return seed_query(points, exclude_seed_artists=controls["exclude_artist"], filters=controls["filters"])
+def add_picked_spotify(songspace: Songspace, spotify: SpotifyClient | None) -> None:
+    """Put a picked Spotify song in the basket; an unseen one is fetched, embedded and inserted first."""
+    pending = st.session_state.pop("pending_spotify", None)
+    if pending is None:
+        return
+    track_id, label = pending
+    if spotify is None:
+        st.warning(NO_SPOTIFY)
+        return
+    if not songspace.settings.page_adds_songs:
+        stored = stored_spotify_track(songspace.index, track_id)
+        if stored is None:
+            st.warning(f"{safe_text(label)} is not in the catalogue, and this page does not add songs.")
+        else:
+            choose_song(stored.point_id, label)
+        return
+    try:
+        with st.spinner("Fetching the song from Spotify, its lyrics, and embedding it…"):
+            added = add_spotify_track(songspace, track_id, spotify, lyrics_for(songspace.settings))
+    except (SpotifyError, UnseenSongError) as error:
+        st.warning(safe_text(error))
+        return
+    choose_song(added.point.point_id, label)
+    st.session_state.notes = ("added to the catalogue: " if added.inserted else "") + safe_text(added.message)
 
 
-def show_results(songspace: Songspace, query: Query, controls: dict[str, Any]) -> None:
-    """Recommendation cards, three to a row (one on a phone)."""
+def basket_query(songspace: Songspace, basket: Basket, controls: dict[str, Any]) -> Query | None:
+    """The query for the basket: per modality, the mean of the liked seeds minus that of the disliked."""
+    if not basket.seeds:
+        return None
+    points = {p.point_id: p for p in songspace.index.get([seed.point_id for seed in basket.seeds])}
+    for seed in basket.seeds:
+        if seed.point_id not in points:
+            basket.remove(seed.point_id)
+            st.warning(f"{safe_text(seed.label)} is no longer in the catalogue, so it left your seeds.")
+    if not basket.liked:
+        st.info("Like at least one song: the results are songs like your liked seeds, moved away from the disliked ones.")
+        return None
+    return seed_query(
+        [points[seed.point_id] for seed in basket.liked],
+        [points[seed.point_id] for seed in basket.disliked],
+        exclude_seed_artists=controls["exclude_artist"],
+        filters=controls["filters"],
+    )
+
+
+def show_results(songspace: Songspace, query: Query, controls: dict[str, Any], heading: str) -> list[Recommendation] | None:
+    """Recommendation cards, three to a row (one on a phone), each with "More like this" and "Less like this"."""
     started = time.perf_counter()
     try:
         results = recommend(
@@ -202,32 +265,40 @@ def show_results(songspace: Songspace, query: Query, controls: dict[str, Any]) -
         )
     except ValueError as error:
         st.warning(str(error))
-        return
+        return None
     except Exception as error:  # the store's client raises transport-specific errors
         st.error(f"Qdrant did not answer ({error.__class__.__name__}). Check that it is running and QDRANT_URL.")
-        return
-    seed = st.session_state.seed
-    st.markdown(f"#### Because you chose: {safe_text(seed['label'])}", unsafe_allow_html=True)
-    if st.session_state.get("notes"):
-        st.info(st.session_state.notes)  # its outside parts were escaped when it was written
+        return None
+    st.markdown(f"#### {heading}", unsafe_allow_html=True)
     st.caption(f"{len(results)} songs in {1000 * (time.perf_counter() - started):.0f} ms")
     if not results:
         st.write("No song matches these filters.")
-    columns = st.columns(3)
-    for position, result in enumerate(results):
-        with columns[position % 3].container(border=True):
-            cover = cover_source(result.payload)
-            if cover:
-                st.image(cover, width="stretch")
-                if result.payload.get("cover_generated"):
-                    st.caption("generated cover")
-            st.markdown(card_html(result), unsafe_allow_html=True)
-            excerpt = result.payload.get("lyrics_excerpt")
-            if excerpt:
-                st.markdown(f'<div class="ss-excerpt">{excerpt_html(excerpt)}</div>', unsafe_allow_html=True)
-            link = safe_link(result.payload.get("spotify_url"))
-            if link and result.payload.get("spotify_id"):
-                st.link_button("Open in Spotify", link)
+    # Row by row, so that reading order (and a phone's single column) follows the ranking.
+    for row in range(0, len(results), 3):
+        for column, result in zip(st.columns(3), results[row : row + 3]):
+            with column.container(border=True, key=f"card-{result.point_id}"):
+                card(result)
+    return results
+
+
+def card(result: Recommendation) -> None:
+    """One result: cover, text, excerpt, Spotify link, and the buttons that make it a seed."""
+    cover = cover_source(result.payload)
+    if cover:
+        st.image(cover, width="stretch")
+        if result.payload.get("cover_generated"):
+            st.caption("generated cover")
+    st.markdown(card_html(result), unsafe_allow_html=True)
+    excerpt = result.payload.get("lyrics_excerpt")
+    if excerpt:
+        st.markdown(f'<div class="ss-excerpt">{excerpt_html(excerpt)}</div>', unsafe_allow_html=True)
+    label = song_label(result.title, result.artists)
+    with st.container(horizontal=True):
+        st.button("More like this", key=f"more-{result.point_id}", on_click=choose_song, args=(result.point_id, label, True))
+        st.button("Less like this", key=f"less-{result.point_id}", on_click=choose_song, args=(result.point_id, label, False))
+        link = safe_link(result.payload.get("spotify_url"))
+        if link and result.payload.get("spotify_id"):
+            st.link_button("Open in Spotify", link)
 
 
 def main() -> None:
@@ -236,22 +307,47 @@ def main() -> None:
     st.markdown(STYLE, unsafe_allow_html=True)
     st.markdown(header_html(), unsafe_allow_html=True)
     settings = load_settings()
+    finish_spotify_login(settings)
     songspace = open_or_stop(settings)
     titles = titles_for(settings)
     spotify = spotify_for(settings)
+    basket = Basket(st.session_state)
     controls = sidebar(songspace, titles)
-    find, theme, add = st.tabs(["Find a song", "Describe a theme", "Add a song by hand"])
-    with find:
+    names = ["Find a song", "Spotify playlist or album", "Describe a theme"]
+    if settings.page_adds_songs:
+        names.append("Add a song by hand")
+        if settings.page_loads_catalogues:
+            names.append("Load a catalogue")
+    tabs = dict(zip(names, st.tabs(names)))
+    with tabs["Find a song"]:
         find_tab(songspace, titles, spotify)
-    with theme:
+    with tabs["Spotify playlist or album"]:
+        collection_tab(songspace, spotify, lyrics_for(settings), basket)
+    with tabs["Describe a theme"]:
         theme_tab()
-    with add:
-        add_tab(songspace)
-    query = resolve_seed(songspace, spotify, controls)
-    if query is not None:
-        show_results(songspace, query, controls)
-    elif not st.session_state.get("seed"):
-        st.caption("Search for a song, describe a theme, or add a song by hand to get recommendations.")
+    if "Add a song by hand" in tabs:
+        with tabs["Add a song by hand"]:
+            add_tab(songspace)
+    if "Load a catalogue" in tabs:
+        with tabs["Load a catalogue"]:
+            load_tab(songspace, loads_for(settings))
+    add_picked_spotify(songspace, spotify)
+    basket_panel(basket)
+    if st.session_state.get("notes"):
+        st.info(st.session_state.notes)  # its outside parts were escaped when it was written
+    if st.session_state.get(VIEW_KEY) == "theme":
+        theme = st.session_state.theme_text
+        query = songspace.text_query(theme, controls["filters"]) if theme.strip() else None
+        heading, title = f"Songs whose lyrics match: {safe_text(theme)}", f"Songspace: {theme}"
+    else:
+        query = basket_query(songspace, basket, controls)
+        heading = because(basket, safe_text) if basket.liked else ""
+        title = "Songspace: " + because(basket) if basket.liked else ""
+    results = show_results(songspace, query, controls, heading) if query is not None else None
+    if results:
+        playlists_out(settings, results, title)
+    elif not basket.seeds and st.session_state.get(VIEW_KEY) != "theme":
+        st.caption("Search for a song, paste a Spotify playlist, describe a theme, or add a song by hand to get recommendations.")
 
 
 main()

@@ -54,6 +54,26 @@ def safe_text(value: Any) -> str:
     return _LIST_START.sub(r"\1&#41;", _SPECIAL.sub(lambda found: _ESCAPES[found[0]], flat))
 
 
+def song_label(title: str, artists: list[str]) -> str:
+    """How a song is named on the page and in the basket: "Title — Artist, Artist" (outside text, unescaped)."""
+    return f"{title} — {', '.join(artists) or 'unknown artist'}"
+
+
+def centring_lines(centring: dict[str, dict[str, Any]], needed: int, final: int) -> list[str]:
+    """Whether each modality is centred, for the status: `centring` as SongIndex.centring() gives it,
+    `needed` songs to learn a centre, `final` songs after which it no longer changes."""
+    lines = []
+    for modality, songs_with in (("lyrics", "lyrics"), ("cover", "a cover")):
+        centre = centring.get(modality)
+        if centre is None:
+            lines.append(f"{modality}: not centred yet: needs {needed} songs with {songs_with}")
+        elif centre["final"]:
+            lines.append(f"{modality}: centred (final, from {centre['songs']} songs)")
+        else:
+            lines.append(f"{modality}: centred on {centre['songs']} songs (learned again as songs arrive, until {final})")
+    return lines
+
+
 def excerpt_html(lyrics: str, max_lines: int = 6) -> str:
     """Lyrics as escaped text that keeps its line breaks and nothing else."""
     lines = [line for line in lyrics.splitlines() if line.strip()][:max_lines]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
 from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
 from tests.conftest import CITY_LYRICS, make_cover, store_settings
 from tests.fakes import HOSTILE_TITLE
+from tests.ui.apptest import APP
 
 
 @pytest.fixture
@@ -21,3 +24,12 @@ def catalogue_settings(tmp_path, themed_rows, write_catalogue):
     Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
     songspace.close()
     return settings
+
+
+@pytest.fixture
+def app():
+    """The page under AppTest, with nothing cached from another test (each opens its own store)."""
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    yield at
+    st.cache_resource.clear()

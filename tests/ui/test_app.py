@@ -10,64 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from search.index import open_index
 from tests.conftest import CITY_LYRICS, make_cover, store_settings
 from tests.fakes import HOSTILE_TITLE, TRACKS
-
-APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
-ENV_NAMES = [
-    "QDRANT_URL", "QDRANT_API_KEY", "QDRANT_ENGINE", "QDRANT_PATH", "QDRANT_COLLECTION", "SONGSPACE_CACHE_DIR",
-    "SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET", "SPOTIFY_API_URL", "SPOTIFY_AUTH_URL", "LRCLIB_URL",
-    "COVER_ALLOWED_HOSTS", "HTTP_TIMEOUT_S",
-]
-
-
-def use(monkeypatch, settings, services=None) -> None:
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("QDRANT_ENGINE", settings.engine)
-    monkeypatch.setenv("QDRANT_PATH", str(settings.qdrant_path))
-    monkeypatch.setenv("QDRANT_COLLECTION", settings.collection)
-    monkeypatch.setenv("SONGSPACE_CACHE_DIR", str(settings.cache_dir))
-    monkeypatch.setenv("HTTP_TIMEOUT_S", "2")
-    if settings.qdrant_url:
-        monkeypatch.setenv("QDRANT_URL", settings.qdrant_url)
-    for name, value in (services.env() if services else {}).items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def app():
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    yield at
-    st.cache_resource.clear()  # drop cached clients so each test opens its own store
-
-
-def cards(at: AppTest) -> list[str]:
-    """Card HTML in rank order (the page lays rank r in column r % 3; the tree lists column by column)."""
-    found = [m.value for m in at.markdown if m.value.startswith('<div class="ss-card">')]
-    columns = [len(range(c, len(found), 3)) for c in range(3)]
-    starts = [sum(columns[:c]) for c in range(3)]
-    return [found[starts[r % 3] + r // 3] for r in range(len(found))]
-
-
-def card_titles(at: AppTest) -> list[str]:
-    return [re.search(r"<h4>(.*?)</h4>", card)[1] for card in cards(at)]
-
-
-def card_scores(at: AppTest, modality: str) -> list[float]:
-    return [float(re.search(rf'{modality}<div class="track">.*?</div></div>([-0-9.]+)</div>', c)[1]) for c in cards(at)]
-
-
-def pick_by_title(at: AppTest, query: str, title: str) -> AppTest:
-    at.text_input(key="query").input(query).run()
-    button = next(b for b in at.button if b.label.replace("\\", "").startswith(title))
-    return button.click().run()
-
+from tests.ui.apptest import APP, card_scores, card_titles, cards, pick_by_title, use
 
 def test_search_pick_and_recommend(monkeypatch, catalogue_settings, app):
     use(monkeypatch, catalogue_settings)
@@ -79,7 +26,7 @@ def test_search_pick_and_recommend(monkeypatch, catalogue_settings, app):
     titles = card_titles(app)
     assert len(titles) == 8 and "Sea Song 1" not in titles  # never the seed itself
     assert titles[0].startswith("Sea Song")
-    assert any("Because you chose" in m.value for m in app.markdown)
+    assert any(m.value == "#### Because you like Sea Song 1 — Sea Band 1" for m in app.markdown)
 
 
 def test_slider_changes_the_order(monkeypatch, catalogue_settings, app):
@@ -255,9 +202,9 @@ def test_markdown_in_titles_makes_no_links_or_elements(monkeypatch, markdown_set
     assert labels and all("<a " not in rendered(label) for label in labels)
     next(b for b in app.button if visible(b.label).startswith(LINK_TITLE)).click().run()
     assert not app.exception
-    heading = next(m.value for m in app.markdown if "Because you chose" in m.value)
+    heading = next(m.value for m in app.markdown if "Because you like" in m.value)
     assert "<a " not in rendered(heading)
-    assert visible(heading) == f"Because you chose: {LINK_TITLE} — Mallory"  # shown as typed
+    assert visible(heading) == f"Because you like {LINK_TITLE} — Mallory"  # shown as typed
     assert len(cards(app)) == 9
     for card in cards(app):
         assert block_types(card) == ["html_block"]  # one HTML block each: nothing ended it early
