@@ -67,7 +67,8 @@ def save_sentence_model(
     (folder / "1_Pooling" / "config.json").write_text(
         json.dumps({"word_embedding_dimension": model.config.hidden_size, **pooling})
     )
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}))
+    transformer = {"max_seq_length": max_seq_length, "do_lower_case": False}
+    (folder / "sentence_bert_config.json").write_text(json.dumps(transformer))
     (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts or {}}))
     return str(folder)
 
@@ -96,7 +97,9 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
         "mean-normalize": ({"pooling_mode_mean_tokens": True}, True, None),
         "max": ({"pooling_mode_max_tokens": True}, False, None),
         # Alone, mean_sqrt_len is mean pooling once normalised; next to max, its scale matters.
-        "max+mean-sqrt-len": ({"pooling_mode_max_tokens": True, "pooling_mode_mean_sqrt_len_tokens": True}, False, None),
+        "max+mean-sqrt-len": (
+            {"pooling_mode_max_tokens": True, "pooling_mode_mean_sqrt_len_tokens": True}, False, None
+        ),
         "weightedmean": ({"pooling_mode_weightedmean_tokens": True}, False, None),
         "lasttoken": ({"pooling_mode_lasttoken": True}, True, None),
         "cls+mean": ({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": True}, False, None),
@@ -329,7 +332,8 @@ def test_mpnet_windows_carry_its_own_special_tokens(tiny_models):
     assert np.abs(vector - expected / np.linalg.norm(expected)).max() < 1e-5
     # Truncation keeps the first window only, which is what sentence-transformers does with long input.
     truncating = TextEncoder("mpnet", tiny_models["mpnet"], long_text="truncate")
-    assert np.abs(truncating.encode([" ".join(words)]) - reference.encode([" ".join(words)], normalize_embeddings=True)).max() < 1e-5
+    truncated = reference.encode([" ".join(words)], normalize_embeddings=True)
+    assert np.abs(truncating.encode([" ".join(words)]) - truncated).max() < 1e-5
 
 
 def test_unsupported_sentence_transformers_modules_are_a_clear_error(tiny_models, tmp_path):
