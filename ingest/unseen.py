@@ -11,7 +11,7 @@ from ingest.context import Songspace
 from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient, LyricsUnavailable
 from ingest.pipeline import COVER_HASH, LYRICS_HASH, Ingestor
-from ingest.spotify import DEFAULT_COLLECTION_CAP, SpotifyClient, SpotifyCollection, SpotifyError, SpotifyTrack, parse_track_id
+from ingest.spotify import DEFAULT_COLLECTION_CAP, SpotifyClient, SpotifyCollection, SpotifyTrack, parse_track_id
 from search.engines.base import Filter, Match
 from search.index import COVER, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id
 
@@ -145,7 +145,6 @@ class CollectionAdded:
     songs: list[AddedSong] = field(default_factory=list)  # in the collection's order
     refused: list[tuple[SpotifyTrack, str]] = field(default_factory=list)  # with the reason
     not_stored: list[SpotifyTrack] = field(default_factory=list)  # unseen, left out: inserting was off
-    stopped: str | None = None  # why the tracks after the last one added were not added
 
     def lines(self) -> list[str]:
         """What happened, for people, a line per fact worth knowing."""
@@ -161,14 +160,12 @@ class CollectionAdded:
         no_lyrics = sum(LYRICS not in song.point.vectors for song in self.songs)
         no_cover = sum(COVER not in song.point.vectors for song in self.songs)
         if no_lyrics:
-            lines.append(f"{no_lyrics} without lyrics (LRCLIB has none): recommended from by their cover")
+            lines.append(f"{no_lyrics} without lyrics (none found, or instrumental): recommended from by their cover")
         if no_cover:
             lines.append(f"{no_cover} without a usable cover: recommended from by their lyrics")
         if self.not_stored:
             lines.append(f"{len(self.not_stored)} not in the catalogue were left out: adding songs is turned off here")
         lines += [f"left out: {reason}" for _, reason in self.refused]
-        if self.stopped:
-            lines.append(f"stopped after {len(self.songs) + len(self.refused)} songs: {self.stopped}")
         return lines
 
 
@@ -184,8 +181,7 @@ def add_spotify_collection(
     """The first `limit` tracks of a playlist or album as seeds: unseen ones fetched and inserted
     (unless not `insert`); `progress(done, total, track)` follows each track.
 
-    Raises SpotifyError when Spotify will not list the collection; a failure part-way stops there
-    and keeps what was added.
+    Raises SpotifyError when Spotify will not list the collection.
     """
     collection = spotify.collection(ref, limit)  # caches the tracks: adding them asks Spotify nothing
     added = CollectionAdded(collection)
@@ -200,9 +196,6 @@ def add_spotify_collection(
                 added.not_stored.append(track)
         except UnseenSongError as error:
             added.refused.append((track, str(error)))
-        except SpotifyError as error:
-            added.stopped = str(error)
-            break
         if progress is not None:
             progress(done, len(collection.tracks), track)
     return added

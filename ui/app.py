@@ -122,8 +122,6 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
         if titles.years and titles.years[0] < titles.years[1]:
             chosen = st.slider("Years", *titles.years, value=titles.years, key="years")
             years = None if tuple(chosen) == titles.years else tuple(chosen)
-        st.divider()
-        status(songspace)
     return {
         "lyrics_weight": weight, "k": k, "exclude_artist": exclude_artist, "diversity": diversity,
         "filters": Filters(genres=tuple(genres), years=years),
@@ -132,6 +130,7 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
 
 def status(songspace: Songspace) -> None:
     """Which store and engine, how many songs, the encoders, whether the vectors are centred, what the page may do."""
+    st.divider()
     st.caption("Store")
     settings, index = songspace.settings, songspace.index
     encoders = index.encoders
@@ -348,6 +347,8 @@ def main() -> None:
         playlists_out(settings, results, title)
     elif not basket.seeds and st.session_state.get(VIEW_KEY) != "theme":
         st.caption("Search for a song, paste a Spotify playlist, describe a theme, or add a song by hand to get recommendations.")
+    with st.sidebar:  # last, so that it counts the songs this run added
+        status(songspace)
 
 
 main()

@@ -90,7 +90,7 @@ def playlists_out(settings: Settings, results: list[Recommendation], title: str)
                 st.info("None of these songs is on Spotify (songs added from Spotify are), so there is nothing to save there.")
     login_url, saving = st.session_state.get("login", (None, None))
     if login_url and saving == track_ids:  # offered only while the results are the ones it would save
-        st.link_button("Log in to Spotify to save the playlist", login_url)
+        st.link_button("Log in to Spotify to save the playlist", login_url, key="spotify-login")
         st.caption(
             f"Spotify asks you to let Songspace create a private playlist of these {len(track_ids)} songs in "
             "your account, then sends you back here."
@@ -119,4 +119,4 @@ def finish_spotify_login(settings: Settings) -> None:
         st.success(f"Saved the private playlist {safe_text(saved.name)} ({saved.added} songs) to your Spotify account.")
         link = safe_link(saved.url)
         if link:
-            st.link_button("Open it in Spotify", link)
+            st.link_button("Open it in Spotify", link, key="saved-playlist")

@@ -12,11 +12,11 @@ from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient
 from ingest.pipeline import Ingestor
 from ingest.spotify import SpotifyClient, SpotifyError
-from ingest.unseen import UnseenSongError, add_spotify_track, add_user_song
+from ingest.unseen import UnseenSongError, add_spotify_collection, add_spotify_track, add_user_song
 from search.index import COVER, LYRICS
 from search.recommend import recommend, seed_query
 from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
-from tests.fakes import HOSTILE_TITLE, TRACKS
+from tests.fakes import CATALOGUE_TRACKS, HOSTILE_TITLE, TRACKS
 
 
 @pytest.fixture
@@ -157,3 +157,47 @@ def test_a_spotify_track_that_the_catalogue_has_is_not_added_twice(online_settin
         assert songspace.index.count() == 1
     finally:
         songspace.close()
+
+
+ALBUM = CATALOGUE_TRACKS[60:64]  # an album of four tracks with covers and no lyrics anywhere
+ALBUM_URL = f"https://open.spotify.com/album/{ALBUM[0].album_id}"
+
+
+def test_a_collection_is_added_once_in_its_order(songspace, services):
+    spotify, lyrics = clients(songspace)
+    before = songspace.index.count()
+    followed = []
+    added = add_spotify_collection(songspace, ALBUM_URL, spotify, lyrics, progress=lambda *step: followed.append(step))
+    assert [song.point.payload["spotify_id"] for song in added.songs] == [t.id for t in ALBUM]
+    assert [(done, total, track.id) for done, total, track in followed] == [(i + 1, 4, t.id) for i, t in enumerate(ALBUM)]
+    assert songspace.index.count() == before + 4 and all(song.inserted for song in added.songs)
+    assert all(set(song.point.vectors) == {COVER} for song in added.songs)
+    assert added.lines() == [
+        "album 'Catalogue Album 1': 4 of its songs are seeds",
+        "4 added to the catalogue, 0 were in it already",
+        "4 without lyrics (none found, or instrumental): recommended from by their cover",
+    ]
+    again = add_spotify_collection(songspace, ALBUM_URL, spotify, lyrics)
+    assert not any(song.inserted for song in again.songs) and songspace.index.count() == before + 4
+
+
+def test_with_inserting_off_only_stored_tracks_come_back(songspace, services):
+    spotify, lyrics = clients(songspace)
+    first = add_spotify_track(songspace, ALBUM[2].id, spotify, lyrics)
+    count = songspace.index.count()
+    added = add_spotify_collection(songspace, ALBUM_URL, spotify, lyrics, insert=False)
+    assert [song.point.point_id for song in added.songs] == [first.point.point_id]
+    assert [track.id for track in added.not_stored] == [ALBUM[0].id, ALBUM[1].id, ALBUM[3].id]
+    assert songspace.index.count() == count
+    assert "3 not in the catalogue were left out: adding songs is turned off here" in added.lines()
+
+
+def test_tracks_with_nothing_to_recommend_from_are_left_out_with_the_reason(songspace, services):
+    services.faults["/covers/"] = [(404, {}, None)] * 20
+    spotify, lyrics = clients(songspace)
+    count = songspace.index.count()
+    added = add_spotify_collection(songspace, ALBUM_URL, spotify, lyrics, limit=2)
+    assert added.songs == [] and [track.id for track, _ in added.refused] == [ALBUM[0].id, ALBUM[1].id]
+    assert songspace.index.count() == count
+    assert "left out: 'Catalogue Song 1-0': neither lyrics nor a cover could be had, so there is nothing to recommend from" in added.lines()
+    assert "only its first 2 songs were taken; it has 4 entries" in added.lines()
