@@ -25,7 +25,7 @@ class Songspace:
 
     def text_query(self, text: str, filters: Filters | None = None) -> Query:
         """A query for songs whose lyrics match a description: its meaning and its words."""
-        vector = self.index.to_index_space(LYRICS, self.embedder.text.encode([text])[0])
+        vector = self.index.to_index_space(LYRICS, self.embedder.text.encode_query([text])[0])
         return Query({LYRICS: vector}, self.embedder.words.query(text) or None, filters or Filters())
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from ingest.encoders import (
     text_encoder,
     words_encoder,
 )
-from search.index import COVER, LYRICS, IndexEncoders, SongIndex
+from search.index import COVER, LYRICS, EncoderMismatch, IndexEncoders, SongIndex
 from search.settings import Settings
 
 T = TypeVar("T")
@@ -64,7 +64,7 @@ def resolve_encoders(settings: Settings, index: SongIndex) -> tuple[IndexEncoder
     image_name, notice = choose_image_encoder(settings.image_encoder, settings.resnet50_weights, settings.device)
     text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER, settings.lyrics_long_text, settings.device)
     image = image_encoder(image_name, settings.resnet50_weights, settings.device)
-    encoders = IndexEncoders(text.name, text.dim, image.name, image.dim, text.long_text)
+    encoders = IndexEncoders(text.name, text.dim, image.name, image.dim, text.long_text, text_fingerprint=text.fingerprint)
     return encoders, f"lyrics encoder {text.name}; {notice}"
 
 
@@ -79,8 +79,16 @@ class Embedder:
 
     @property
     def text(self) -> TextEncoder:
-        """The lyrics encoder (loaded once per process)."""
-        return text_encoder(self.encoders.text, self.encoders.long_text, self.settings.device)
+        """The lyrics encoder (loaded once per process), checked to be the model the collection records."""
+        encoder = text_encoder(self.encoders.text, self.encoders.long_text, self.settings.device)
+        recorded = self.encoders.text_fingerprint
+        if recorded and encoder.fingerprint != recorded:
+            raise EncoderMismatch(
+                f"the text model {self.encoders.text!r} is not the one that built this collection (its "
+                f"configuration or weights changed: {encoder.fingerprint} instead of {recorded}). Restore "
+                "that model, or load the catalogue into another collection with --collection / QDRANT_COLLECTION."
+            )
+        return encoder
 
     @property
     def image(self) -> ImageEncoder:
@@ -98,7 +106,7 @@ class Embedder:
 
     def _cache_key(self, modality: str) -> str:
         if modality == LYRICS:
-            return f"{self.encoders.text}/{self.encoders.long_text}"
+            return f"{self.encoders.text}/{self.encoders.long_text}/{self.encoders.text_fingerprint}"
         return self.encoders.image
 
     def cached(self, modality: str, hashes: list[str]) -> dict[str, np.ndarray]:

@@ -126,6 +126,7 @@ def evaluate(
         "words": searched(1.0, 1.0),
         "cover": searched(0.0),
         "fused": {**default, "curve": curve, "oracle": max(curve, key=lambda p: p["macro_p_at_10"])},
+        "fused_dense": searched(DEFAULT_LYRICS_WEIGHT, 0.0),
         "tfidf": _score(precision_at_k((tfidf @ tfidf.T).toarray(), labels, artists, K)),
         "seed_concat": _score(precision_at_k(cosine(np.hstack([raw_lyrics, raw_covers])), labels, artists, K)),
     }
@@ -137,6 +138,7 @@ METHODS = {
     "words": "lyrics, words (BM25) only",
     "cover": "cover",
     "fused": "fused at the default lyrics weight",
+    "fused_dense": "fused at the default lyrics weight, without words",
     "tfidf": "tfidf baseline",
     "seed_concat": "seed_concat baseline (the prototype)",
 }

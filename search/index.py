@@ -80,6 +80,7 @@ class IndexEncoders:
     image_dim: int
     long_text: str = "windows"
     words: str = "bm25-english"
+    text_fingerprint: str = ""  # the text model's configuration and weights ("" if not recorded)
 
     def to_metadata(self) -> dict[str, Any]:
         """The form stored in the collection's metadata."""

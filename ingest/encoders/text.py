@@ -10,6 +10,9 @@ so that long lyrics are windowed, not truncated.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 import json
 import re
 from dataclasses import dataclass
@@ -279,6 +282,21 @@ class TextEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed passages (lyrics), with the model's passage prompt if it has one; one unit float32 row each."""
         return self._encode(texts, self.config.passage_prompt)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Identifies the model: its configuration, windows and weights.
+
+        A collection records it, so that a model changed under the same name (a local folder
+        overwritten, say) can never mix its vectors with the old ones.
+        """
+        digest = hashlib.sha256(repr((self.config, self.max_tokens, self.long_text)).encode())
+        # Where the model was loaded from, and by which transformers, do not change what it computes.
+        config = {k: v for k, v in self.model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def encode_query(self, texts: list[str]) -> np.ndarray:
         """Embed queries (a description typed on the page), with the model's query prompt if it has one."""

@@ -453,3 +453,40 @@ def test_half_precision_runtime_autocasts_and_returns_float32(tiny_models, sampl
     assert seen == [(1, torch.bfloat16), (1, torch.bfloat16)]
     assert covers.dtype == np.float32
     assert (covers * full_cnn.encode(sample_photos)).sum(1).min() > 0.99
+
+
+def test_the_fingerprint_follows_the_model_not_its_folder(tiny_models, tmp_path):
+    import shutil
+
+    from ingest.encoders.text import TextEncoder
+
+    original = TextEncoder("cls", tiny_models["cls"])
+    copied = shutil.copytree(tiny_models["cls"], tmp_path / "elsewhere")
+    assert TextEncoder("cls", copied).fingerprint == original.fingerprint  # the same model anywhere
+    assert TextEncoder("cls", tiny_models["cls"], long_text="truncate").fingerprint != original.fingerprint
+    assert TextEncoder("mean", tiny_models["mean-normalize"]).fingerprint != original.fingerprint  # other pooling
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(copied)
+    with torch.no_grad():
+        model.encoder.layer[0].attention.self.query.weight.mul_(1.01)  # the same configuration, other weights
+    model.save_pretrained(copied)
+    assert TextEncoder("cls", copied).fingerprint != original.fingerprint
+
+
+def test_a_collection_refuses_a_changed_model_under_its_name(tiny_models, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from ingest.embedder import Embedder
+    from search.index import EncoderMismatch, IndexEncoders
+    from search.settings import Settings
+
+    folder = shutil.copytree(tiny_models["mean-normalize"], tmp_path / "model")
+    recorded = IndexEncoders(str(folder), 32, "efficientnet-lite0", 1280, text_fingerprint="0" * 16)
+    with pytest.raises(EncoderMismatch, match="not the one that built this collection"):
+        Embedder(recorded, Settings(cache_dir=tmp_path / "cache")).text  # noqa: B018
+    from ingest.encoders import text_encoder
+
+    matching = replace(recorded, text_fingerprint=text_encoder(str(folder)).fingerprint)
+    assert Embedder(matching, Settings(cache_dir=tmp_path / "cache")).text.dim == 32

@@ -241,7 +241,7 @@ def test_eval_reports_every_method(tmp_path, write_catalogue, monkeypatch, capsy
     out_json = tmp_path / "eval.json"
     assert search_eval.main([str(write_catalogue(rows)), "--label", "genre", "--json", str(out_json)]) == 0
     results = json.loads(out_json.read_text())
-    methods = {"lyrics", "lyrics_dense", "words", "cover", "fused", "tfidf", "seed_concat"}
+    methods = {"lyrics", "lyrics_dense", "words", "cover", "fused", "fused_dense", "tfidf", "seed_concat"}
     assert set(results) == methods | {"default_lyrics_weight", "words_weight", "songs"}
     assert results["default_lyrics_weight"] == DEFAULT_LYRICS_WEIGHT and results["songs"] == 24
     assert all({"macro_p_at_10", "micro_p_at_10"} <= set(results[m]) for m in methods)
