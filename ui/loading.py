@@ -53,11 +53,13 @@ def _safe_member(name: str) -> PurePosixPath:
     return path
 
 
-def unpack_covers(data: bytes, folder: Path, max_file_bytes: int) -> int:
-    """Unpack a zip of covers into `folder` (new and empty) and return how many files it held.
+def unpack_covers(
+    data: bytes, folder: Path, max_file_bytes: int, max_files: int = MAX_ZIP_FILES, max_bytes: int = MAX_ZIP_BYTES
+) -> int:
+    """Unpack a zip of covers into `folder` (new, and removed again if refused) and return how many files it held.
 
-    Refused, with nothing kept: entries that would land outside the folder, links, files over
-    `max_file_bytes`, more than MAX_ZIP_FILES files or MAX_ZIP_BYTES in all, a broken zip.
+    Refused: entries that would land outside the folder, links, a name given twice, files over
+    `max_file_bytes`, more than `max_files` files or `max_bytes` in all, a broken zip.
     """
     root = folder.resolve()
     written = total = 0
@@ -70,8 +72,8 @@ def unpack_covers(data: bytes, folder: Path, max_file_bytes: int) -> int:
                 if info.is_dir():
                     continue
                 written += 1
-                if written > MAX_ZIP_FILES:
-                    raise LoadRefused(f"the covers zip holds more than {MAX_ZIP_FILES} files")
+                if written > max_files:
+                    raise LoadRefused(f"the covers zip holds more than {max_files} files")
                 target = root / path
                 if not target.resolve().is_relative_to(root):
                     raise LoadRefused(f"the covers zip has an entry outside its folder ({info.filename[:80]!r})")
@@ -84,8 +86,8 @@ def unpack_covers(data: bytes, folder: Path, max_file_bytes: int) -> int:
                         total += len(chunk)
                         if size > max_file_bytes:
                             raise LoadRefused(f"{info.filename[:80]!r} in the covers zip is over {max_file_bytes} bytes")
-                        if total > MAX_ZIP_BYTES:
-                            raise LoadRefused(f"the covers zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MiB")
+                        if total > max_bytes:
+                            raise LoadRefused(f"the covers zip unpacks to more than {max_bytes} bytes")
                         out.write(chunk)
     # RuntimeError: an encrypted entry; OSError: a name the file system will not take.
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError, OSError) as error:
@@ -288,7 +290,7 @@ def load_tab(songspace: Songspace, loads: Loads) -> None:
         covers = st.file_uploader("Its covers (optional): a zip; the catalogue's cover paths are read from the zip's root",
                                   type=["zip"], key="load_covers")
         path = st.text_input(f"Or the path of a catalogue on the server (in {roots})", key="load_path")
-        go = st.form_submit_button("Load the catalogue")
+        go = st.form_submit_button("Load the catalogue", key="load-go")
     st.caption("Same rules as `python -m ingest`: bad rows are reported in a problems file and never stop the load; "
                "songs already stored are not embedded again.")
     if go:
