@@ -76,6 +76,7 @@ class Embedder:
     settings: Settings
     cache: EmbeddingCache | None = None
     model_seconds: float = field(default=0.0, init=False)
+    seconds_by_modality: dict[str, float] = field(default_factory=lambda: {LYRICS: 0.0, COVER: 0.0}, init=False)
 
     @property
     def text(self) -> TextEncoder:
@@ -121,7 +122,9 @@ class Embedder:
         if missing:
             started = time.perf_counter()
             fresh = dict(zip(missing, encode([inputs[h] for h in missing])))
-            self.model_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.model_seconds += elapsed
+            self.seconds_by_modality[modality] += elapsed
             if self.cache is not None:
                 self.cache.put_many(self._cache_key(modality), fresh)
             found.update(fresh)

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class IngestSummary:
     cover_missing: int = 0
     model_seconds: float = 0.0
     elapsed_seconds: float = 0.0
+    # Where the time went: reading, waiting for loaded covers, each encoder, writing to the store.
+    stages: dict[str, float] = field(default_factory=dict)
     problems_path: Path | None = None
     problems: list[RowProblem] = field(default_factory=list)
     enrichment: EnrichSummary | None = None
@@ -285,8 +288,9 @@ class Ingestor:
         learns the centres, and the other parts wait up to `wait_for_centres_s` for them.
         """
         started = time.perf_counter()
-        model_before = self.embedder.model_seconds
+        model_before = dict(self.embedder.seconds_by_modality)
         songs, problems = read if read is not None else read_catalogue(catalogue, rename, limit)
+        read_seconds = time.perf_counter() - started
         summary = IngestSummary(read=len(songs) + sum(p.outcome == "rejected" for p in problems))
         songs = self._drop_duplicate_identities(songs, problems)
         sample: list[Song] = []
@@ -312,7 +316,9 @@ class Ingestor:
         self._ingest(songs, catalogue.parent, problems, summary, dry_run)
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
-        summary.model_seconds = self.embedder.model_seconds - model_before
+        model = {m: self.embedder.seconds_by_modality[m] - model_before[m] for m in model_before}
+        summary.model_seconds = sum(model.values())
+        summary.stages = {"read": read_seconds, "embed_lyrics": model[LYRICS], "embed_covers": model[COVER], **summary.stages}
         summary.elapsed_seconds = time.perf_counter() - started
         if problems and problems_path is not None:
             write_problems(problems, problems_path)
@@ -328,24 +334,32 @@ class Ingestor:
         ones are prepared and embedded; embedded stores are written in line, in one thread.
         """
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
+        stages = summary.stages
+        batches = self._prepared(songs, base_dir, "catalogue", look_up=not dry_run)
         with ThreadPoolExecutor(max(self.writers, 1)) as writers:
             writing: deque[Future[None]] = deque()
-            for batch in self._prepared(songs, base_dir, "catalogue", look_up=not dry_run):
+            while True:
+                with _timed(stages, "wait_for_loading"):  # covers loaded and decoded in threads
+                    batch = next(batches, None)
+                if batch is None:
+                    break
                 kept = self._screen(batch, problems)
                 if not dry_run:
                     points = self._store(kept, summary)
-                    if self.writers:
-                        writing.append(writers.submit(self.index.upsert, points))
-                    else:
-                        self.index.upsert(points)
-                    while len(writing) > self.writers or (writing and not self.index.centring_final):
-                        writing.popleft().result()  # the centres are learned from stored songs
-                    self.index.recentre()
+                    with _timed(stages, "store"):
+                        if self.writers:
+                            writing.append(writers.submit(self.index.upsert, points))
+                        else:
+                            self.index.upsert(points)
+                        while len(writing) > self.writers or (writing and not self.index.centring_final):
+                            writing.popleft().result()  # the centres are learned from stored songs
+                        self.index.recentre()
                 summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
                 summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
                 bar.update(len(batch))
-            while writing:
-                writing.popleft().result()
+            with _timed(stages, "store"):
+                while writing:
+                    writing.popleft().result()
         bar.close()
         if not dry_run:
             self.index.recentre()
@@ -455,6 +469,15 @@ class Ingestor:
                 vectors[COVER] = covers[prepared.payload[COVER_HASH]]
             points.append(SongPoint(prepared.point_id, prepared.payload, vectors, prepared.words))
         return points
+
+
+@contextmanager
+def _timed(stages: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - started
 
 
 def write_problems(problems: list[RowProblem], path: Path) -> None:
