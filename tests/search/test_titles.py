@@ -50,3 +50,21 @@ def test_full_text_search_finds_songs_containing_the_words(index):
     assert [m.title for m in titles.find("halo beyonce")] == ["Halo"]  # title and artist words together
     assert titles.find("déjà")[0].title == "Déjà Vu"  # accents folded on both sides
     assert titles.find("kelly mika zzz") == []  # every word must be there
+
+
+def test_words_as_typed_outrank_words_within_a_typo(engine_settings):
+    index = open_index(engine_settings)
+    try:
+        index.ensure(IndexEncoders("t", 2, "i", 2))
+        titles = ["River Fire 1207", "River Fire 1201", "River Fire 21223", "Fire River 2207", "Rivers of Fire"]
+        index.upsert([
+            SongPoint(song_point_id(spotify_id=None, song_id=f"r{i}", artists=[], title=""),
+                      {"title": t, "artists": [f"Artist {i}"]}, {LYRICS: np.array([1.0, 0.0], dtype=np.float32)})
+            for i, t in enumerate(titles)
+        ])
+        search = TitleIndex(index)
+        assert search.find("rivr fire 1207")[0].title == "River Fire 1207"  # river within a typo; 1207 as typed
+        assert search.find("River Fire 1201")[0].title == "River Fire 1201"
+        assert {m.title for m in search.find("fire")} == set(titles)
+    finally:
+        index.close()
