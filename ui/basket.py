@@ -108,7 +108,8 @@ def basket_panel(basket: Basket) -> None:
     with st.expander(title, expanded=len(seeds) <= 12):
         for seed in seeds:
             with st.container(horizontal=True, vertical_alignment="center", key=f"seed-{seed.point_id}"):
-                st.markdown(("👍 " if seed.liked else "👎 ") + safe_text(seed.label), width="stretch")
+                icon = ":material/thumb_up:" if seed.liked else ":material/thumb_down:"  # emoji fonts are not everywhere
+                st.markdown(f"{icon} {safe_text(seed.label)}", width="stretch")
                 st.button("Dislike instead" if seed.liked else "Like instead", key=f"flip-{seed.point_id}",
                           on_click=_edit, args=(basket.flip, seed.point_id))
                 st.button("Remove", key=f"remove-{seed.point_id}", on_click=_edit, args=(basket.remove, seed.point_id))
