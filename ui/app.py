@@ -107,7 +107,7 @@ def open_or_stop(settings: Settings) -> Songspace:
 
 
 def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
-    """The controls, and the status of the store; returns the control values."""
+    """The controls in the sidebar; returns their values."""
     with st.sidebar:
         st.subheader("Controls")
         weight = st.slider("Lyrics weight (the rest is cover)", 0.0, 1.0, DEFAULT_LYRICS_WEIGHT, 0.05, key="lyrics_weight",
@@ -246,12 +246,16 @@ def basket_query(songspace: Songspace, basket: Basket, controls: dict[str, Any])
     if not basket.liked:
         st.info("Like at least one song: the results are songs like your liked seeds, moved away from the disliked ones.")
         return None
-    return seed_query(
-        [points[seed.point_id] for seed in basket.liked],
-        [points[seed.point_id] for seed in basket.disliked],
-        exclude_seed_artists=controls["exclude_artist"],
-        filters=controls["filters"],
-    )
+    try:
+        return seed_query(
+            [points[seed.point_id] for seed in basket.liked],
+            [points[seed.point_id] for seed in basket.disliked],
+            exclude_seed_artists=controls["exclude_artist"],
+            filters=controls["filters"],
+        )
+    except ValueError as error:  # liked and disliked songs that cancel out leave nothing to look for
+        st.warning(f"{safe_text(error)}: change a like or a dislike.")
+        return None
 
 
 def show_results(songspace: Songspace, query: Query, controls: dict[str, Any], heading: str) -> list[Recommendation] | None:

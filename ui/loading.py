@@ -99,6 +99,11 @@ def unpack_covers(
     return written
 
 
+def _shown(root: Path) -> str:
+    """A folder as visitors see it: from the project folder when it is inside it."""
+    return str(root.relative_to(PROJECT_ROOT)) if root.is_relative_to(PROJECT_ROOT) else str(root)
+
+
 def server_catalogue(text: str, roots: tuple[Path, ...]) -> Path:
     """The catalogue file a visitor named on the server, if it lies inside an allowed folder."""
     if not text.strip():
@@ -111,7 +116,7 @@ def server_catalogue(text: str, roots: tuple[Path, ...]) -> Path:
     except (OSError, RuntimeError):
         raise LoadRefused(f"there is no file {text.strip()!r} on the server") from None
     if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        allowed = ", ".join(str(root) for root in roots)
+        allowed = ", ".join(_shown(root) for root in roots)
         raise LoadRefused(f"{text.strip()!r} is outside the folders this page may load from ({allowed}; PAGE_CATALOGUE_ROOTS)")
     if not resolved.is_file():
         raise LoadRefused(f"{text.strip()!r} is not a file")
@@ -147,7 +152,6 @@ class LoadJob:
         self.started = time.monotonic()
         self.seconds = 0.0
         self.finished = False
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_upload(cls, settings: Settings, name: str, data: bytes, covers_zip: bytes | None) -> LoadJob:
@@ -186,14 +190,7 @@ class LoadJob:
 
     def start(self, songspace: Songspace) -> None:
         """Load in a background thread."""
-        self._thread = threading.Thread(target=self._run, args=(songspace,), name=f"load {self.name}", daemon=True)
-        self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the load to end; whether it has."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.finished
+        threading.Thread(target=self._run, args=(songspace,), name=f"load {self.name}", daemon=True).start()
 
     def _run(self, songspace: Songspace) -> None:
         try:
@@ -261,11 +258,6 @@ class Loads:
             self.current = job
         job.start(songspace)
         return True
-
-
-def _shown(root: Path) -> str:
-    """A folder as visitors see it: from the project folder when it is inside it."""
-    return str(root.relative_to(PROJECT_ROOT)) if root.is_relative_to(PROJECT_ROOT) else str(root)
 
 
 def load_tab(songspace: Songspace, loads: Loads) -> None:

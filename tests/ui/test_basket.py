@@ -96,3 +96,26 @@ def test_a_theme_then_more_like_this_starts_a_basket(monkeypatch, catalogue_sett
     app.button(key=f"more-{ids['City Song 2']}").click().run()
     assert [shown(t) for t in card_titles(app)] == expected
     assert "#### Because you like City Song 2 — City Band 0" in [shown(m.value) for m in app.markdown]
+
+
+def test_likes_and_dislikes_that_cancel_out_are_a_message(monkeypatch, tmp_path, write_catalogue, app):
+    from ingest.context import open_songspace
+    from ingest.pipeline import Ingestor
+    from tests.conftest import SEA_LYRICS, make_cover, store_settings
+
+    settings = store_settings("edge", tmp_path)
+    (tmp_path / "same.png").write_bytes(make_cover((20, 60, 200), 1))
+    rows = [
+        {"id": f"twin-{i}", "title": f"Twin {i}", "artist": f"Band {i}", "lyrics": SEA_LYRICS[0], "cover_path": "same.png"}
+        for i in range(2)
+    ] + [{"id": "other", "title": "Other", "artist": "Band 2", "lyrics": SEA_LYRICS[1], "cover_path": "same.png"}]
+    songspace = open_songspace(settings)
+    Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
+    songspace.close()
+    ids = point_ids(settings)
+    use(monkeypatch, settings)
+    app.run()
+    pick_by_title(app, "twin 0", "Twin 0")
+    app.button(key=f"less-{ids['Twin 1']}").click().run()
+    assert not app.exception and not cards(app)
+    assert any("the liked and disliked songs cancel out: change a like or a dislike" in w for w in messages(app))

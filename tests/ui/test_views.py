@@ -53,3 +53,16 @@ def test_inside_an_html_block_it_never_ends_the_block(text):
 @settings(max_examples=400, deadline=None)
 def test_no_bare_link_or_emoji_code_survives_decoding(text):
     assert not DECODED_TRIGGERS.search(html.unescape(safe_text(text)))
+
+
+def test_the_status_says_whether_each_modality_is_centred():
+    from ui.views import centring_lines
+
+    assert centring_lines({}, 32, 512) == [
+        "lyrics: not centred yet: needs 32 songs with lyrics",
+        "cover: not centred yet: needs 32 songs with a cover",
+    ]
+    assert centring_lines({"lyrics": {"songs": 512, "final": True}, "cover": {"songs": 40, "final": False}}, 32, 512) == [
+        "lyrics: centred (final, from 512 songs)",
+        "cover: centred on 40 songs (learned again as songs arrive, until 512)",
+    ]
