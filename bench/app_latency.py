@@ -26,7 +26,7 @@ from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
 from search.settings import PROJECT_ROOT, load_settings
 from tests.fakes import TRACKS, fake_services
-from tests.ui.test_browser import BROWSER_ARGS, free_port, wait_healthy
+from tests.ui.browser import BROWSER_ARGS, free_port, wait_healthy
 
 DEFAULT = PROJECT_ROOT.parent / "shared" / "data" / "eval-dev" / "paired.csv"
 
@@ -68,24 +68,33 @@ def main() -> None:
                 box = page.get_by_label("Song title or artist")
                 expect(box).to_be_visible(timeout=120_000)
                 clicks, searches = [], []
+                def clear_seeds() -> None:
+                    """Each pick joins the page's seed basket: empty it, so each click recommends for one song."""
+                    clear = page.get_by_role("button", name="Clear all seeds")
+                    if clear.count():
+                        clear.click()
+                        expect(page.locator(".ss-card")).to_have_count(0, timeout=30_000)
+
                 for song in songs[:: max(1, len(songs) // 6)][:6]:
+                    clear_seeds()
                     box.fill(song.title)
                     box.press("Enter")
                     button = page.get_by_role("button", name=song.title, exact=False).first
                     expect(button).to_be_visible(timeout=30_000)
                     started = time.perf_counter()
                     button.click()
-                    expect(page.get_by_text(f"Because you chose: {song.title}", exact=False)).to_be_visible(timeout=30_000)
+                    expect(page.get_by_text(f"Because you like {song.title}", exact=False)).to_be_visible(timeout=30_000)
                     expect(page.locator(".ss-card")).to_have_count(9, timeout=30_000)
                     clicks.append(time.perf_counter() - started)
                     searches.append(page.get_by_text(re.compile(r"^9 songs in \d+ ms$")).first.inner_text())
+                clear_seeds()
                 box.fill("harbour")
                 box.press("Enter")
                 spotify_button = page.get_by_role("button", name="Spotify, not in the catalogue yet").first
                 expect(spotify_button).to_be_visible(timeout=30_000)
                 started = time.perf_counter()
                 spotify_button.click()
-                expect(page.get_by_text("Because you chose: Harbour Lights")).to_be_visible(timeout=60_000)
+                expect(page.get_by_text("Because you like Harbour Lights")).to_be_visible(timeout=60_000)
                 expect(page.locator(".ss-card")).to_have_count(9, timeout=30_000)
                 unseen = time.perf_counter() - started
                 if args.screenshot:
