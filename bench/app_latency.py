@@ -68,6 +68,7 @@ def main() -> None:
                 box = page.get_by_label("Song title or artist")
                 expect(box).to_be_visible(timeout=120_000)
                 clicks, searches = [], []
+
                 def clear_seeds() -> None:
                     """Each pick joins the page's seed basket: empty it, so each click recommends for one song."""
                     clear = page.get_by_role("button", name="Clear all seeds")
