@@ -15,6 +15,7 @@ from search.index import open_index
 from tests.conftest import CITY_LYRICS, make_cover, store_settings
 from tests.fakes import HOSTILE_TITLE, TRACKS
 from tests.ui.apptest import APP, card_scores, card_titles, cards, pick_by_title, use
+from tests.ui.oracle import point_ids
 
 def test_search_pick_and_recommend(monkeypatch, catalogue_settings, app):
     use(monkeypatch, catalogue_settings)
@@ -195,6 +196,7 @@ def markdown_settings(tmp_path, themed_rows, write_catalogue):
 
 
 def test_markdown_in_titles_makes_no_links_or_elements(monkeypatch, markdown_settings, app):
+    ids = point_ids(markdown_settings)
     use(monkeypatch, markdown_settings)
     app.run()
     app.text_input(key="query").input("evil").run()
@@ -210,6 +212,12 @@ def test_markdown_in_titles_makes_no_links_or_elements(monkeypatch, markdown_set
         assert block_types(card) == ["html_block"]  # one HTML block each: nothing ended it early
         assert "<a " not in rendered(card) and "<strong>" not in rendered(card)
     assert "Top line **Bottom** line" in [html.unescape(title) for title in card_titles(app)]
+    (seed,) = [m.value for m in app.markdown if m.value.startswith(":material/thumb_up:")]  # the basket's entry
+    assert "<a " not in rendered(seed) and visible(seed).endswith(f"{LINK_TITLE} — Mallory")
+    app.button(key=f"less-{ids[BLANK_LINE_TITLE]}").click().run()
+    heading = next(m.value for m in app.markdown if "Because you like" in m.value)
+    assert block_types(heading) == ["heading_open", "heading_close"]  # one heading: the blank line ended nothing
+    assert visible(heading) == f"Because you like {LINK_TITLE} — Mallory, and not Top line **Bottom** line — Eve"
 
 
 def test_markdown_in_an_error_message_is_text(monkeypatch, catalogue_settings, app):
