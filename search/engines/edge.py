@@ -152,7 +152,9 @@ class EdgeEngine(Engine):
                     size=spec.size,
                     distance=_DISTANCES[spec.distance],
                     quantization_config=quantization if searched and settings.quantization == "int8" else None,
-                    # Only the ranking vector is searched; the others are read by id.
+                    # Only the ranking vector is searched; the others are read by id, a few songs at
+                    # a time, so they stay on disk and cost no memory until read.
+                    memory=None if searched else qe.Memory.Cold,
                     hnsw_config=qe.HnswIndexConfig(
                         m=settings.hnsw_m if searched else 0, ef_construct=settings.hnsw_ef_construct, full_scan_threshold=10_000
                     ),
