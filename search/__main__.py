@@ -37,8 +37,6 @@ from search.index import COVER, LYRICS, SongIndex, SongPoint
 from search.recommend import Filters, Query, Recommendation, normalised_weights, recommend, seed_query
 from search.settings import DEFAULT_LYRICS_WEIGHT, load_settings
 
-PLAYLIST_TRACKS = 100
-
 
 def build_parser() -> CommandParser:
     """The command's arguments, each checked as it is parsed."""
@@ -54,7 +52,8 @@ def build_parser() -> CommandParser:
     seed.add_argument("--spotify", type=non_empty, help="a Spotify track id, URI or URL (fetched and added if new)")
     seed.add_argument(
         "--spotify-playlist", type=non_empty, metavar="URL",
-        help=f"a Spotify playlist or album: its first {PLAYLIST_TRACKS} tracks are the liked songs (added if new)",
+        help="a Spotify playlist or album: its first PLAYLIST_MAX_TRACKS tracks (100 by default) are the liked "
+        "songs (added if new)",
     )
     parser.add_argument(
         "--not-song-id", type=non_empty, action="append", default=[],
@@ -169,7 +168,7 @@ def liked_songs(args: argparse.Namespace, songspace: Any, collection: str) -> li
             added = [add_spotify_track(songspace, args.spotify)]
         else:
             spotify = SpotifyClient(songspace.settings)
-            playlist = spotify.collection(args.spotify_playlist, limit=PLAYLIST_TRACKS)
+            playlist = spotify.collection(args.spotify_playlist, limit=songspace.settings.playlist_max_tracks)
             print(f"{playlist.kind} {playlist.name!r}: {len(playlist.tracks)} tracks", file=sys.stderr)
             added = []
             for track in playlist.tracks:
