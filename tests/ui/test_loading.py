@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_cover, store_settings
-from tests.ui.apptest import card_titles, messages, pick_by_title, use, wait_for_load
+from tests.ui.apptest import card_titles, messages, pick_by_title, shown, use, wait_for_load
 from ui.loading import LoadRefused, server_catalogue, unpack_covers
 
 WORDS = ["pine", "moss", "fern", "oak", "deer", "owl", "birch", "mist", "brook", "acorn", "thicket", "lichen"]
@@ -70,8 +70,8 @@ def test_an_upload_loads_in_the_background_while_the_page_answers(monkeypatch, c
     assert "lyrics: not centred yet: needs 32 songs with lyrics" in app.sidebar.markdown[0].value
     upload(app, "forest songs.csv", as_csv(rows), covers_zip(SONGS))
     job = app.session_state["load_job"]
-    assert not app.exception and any(p.proto.text.startswith("Loading forest songs.csv") or p.proto.text.startswith("Reading")
-                                      for p in app.get("progress"))
+    (progress,) = [shown(p.proto.text) for p in app.get("progress")]
+    assert not app.exception and progress.startswith(("Reading forest songs.csv", "Loading forest songs.csv: "))
 
     pick_by_title(app, "Sea Song 0", "Sea Song 0")  # searching while the catalogue loads
     assert card_titles(app) and not job.finished, "the load ended before the page was used: make the catalogue larger"
