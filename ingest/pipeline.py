@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -279,6 +279,7 @@ class Ingestor:
         read: tuple[list[Song], list[RowProblem]] | None = None,
         part: Part | None = None,
         wait_for_centres_s: float = 0.0,
+        on_batch: Callable[[int], None] | None = None,
     ) -> IngestSummary:
         """Ingest one catalogue file and return its summary; with `spotify`, enrich it first.
 
@@ -286,6 +287,7 @@ class Ingestor:
         opening the store (`rename` and `limit` are then not used); without it, it is read here.
         With `part`, only that share of the catalogue is ingested (see `Part`); part 1 first
         learns the centres, and the other parts wait up to `wait_for_centres_s` for them.
+        `on_batch(songs)` is told each time a batch of that many songs has been stored.
         """
         started = time.perf_counter()
         model_before = dict(self.embedder.seconds_by_modality)
@@ -313,7 +315,7 @@ class Ingestor:
             self.index.recentre(freeze=True)
         elif part is not None and not dry_run:
             self._wait_for_centres(part, wait_for_centres_s)
-        self._ingest(songs, catalogue.parent, problems, summary, dry_run)
+        self._ingest(songs, catalogue.parent, problems, summary, dry_run, on_batch)
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
         model = {m: self.embedder.seconds_by_modality[m] - model_before[m] for m in model_before}
@@ -326,7 +328,13 @@ class Ingestor:
         return summary
 
     def _ingest(
-        self, songs: list[Song], base_dir: Path, problems: list[RowProblem], summary: IngestSummary, dry_run: bool
+        self,
+        songs: list[Song],
+        base_dir: Path,
+        problems: list[RowProblem],
+        summary: IngestSummary,
+        dry_run: bool,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         """Prepare, embed and store songs batch by batch.
 
@@ -357,6 +365,8 @@ class Ingestor:
                 summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
                 summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
                 bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch(len(batch))
             with _timed(stages, "store"):
                 while writing:
                     writing.popleft().result()

@@ -161,26 +161,21 @@ def liked_songs(args: argparse.Namespace, songspace: Any, collection: str) -> li
     if args.song_id:
         return songs_named(songspace.index, args.song_id, collection)
     from ingest.spotify import SpotifyClient, SpotifyError
-    from ingest.unseen import UnseenSongError, add_spotify_track
+    from ingest.unseen import UnseenSongError, add_spotify_collection, add_spotify_track
 
     try:
         if args.spotify:
             added = [add_spotify_track(songspace, args.spotify)]
         else:
-            spotify = SpotifyClient(songspace.settings)
-            playlist = spotify.collection(args.spotify_playlist, limit=songspace.settings.playlist_max_tracks)
-            print(f"{playlist.kind} {playlist.name!r}: {len(playlist.tracks)} tracks", file=sys.stderr)
-            added = []
-            for track in playlist.tracks:
-                try:
-                    added.append(add_spotify_track(songspace, track.id, spotify))
-                except UnseenSongError as error:  # one unusable track does not stop the playlist
-                    print(f"skipped: {error}", file=sys.stderr)
+            playlist = add_spotify_collection(
+                songspace, args.spotify_playlist, SpotifyClient(songspace.settings),
+                limit=songspace.settings.playlist_max_tracks,
+            )
+            print("\n".join(playlist.lines()), file=sys.stderr)
+            added = playlist.songs
             if not added:
                 raise CommandError(f"no track of {args.spotify_playlist} could be used", NOT_FOUND)
-    except SpotifyError as error:
-        raise CommandError(str(error), NOT_FOUND) from error
-    except UnseenSongError as error:
+    except (SpotifyError, UnseenSongError) as error:
         raise CommandError(str(error), NOT_FOUND) from error
     for song in added:
         print(f"{song.point.payload.get('title', '?')}: {song.message}", file=sys.stderr)

@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import replace
 from io import BytesIO
 from pathlib import Path, PurePosixPath
@@ -26,8 +25,7 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from ingest.catalogue import CSV_SUFFIXES, JSON_LINES_SUFFIXES, PARQUET_SUFFIXES, CatalogueError, read_catalogue
 from ingest.context import Songspace
-from ingest.pipeline import Ingestor, IngestSummary, PreparedSong, write_problems
-from search.index import SongPoint
+from ingest.pipeline import Ingestor, IngestSummary, write_problems
 from search.settings import PROJECT_ROOT, Settings
 from ui.views import safe_text
 
@@ -216,26 +214,13 @@ class LoadJob:
             self.error = f"no usable song in {self.name!r} ({reason}); nothing was stored"
             return
         self.total = len(songs)
-        ingestor = _CountingIngestor(songspace, on_batch=self._advance)
-        self.summary = ingestor.run(self.catalogue, problems_path=self.problems_path, read=(songs, problems))
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=BATCH_SIZE, progress=False)
+        self.summary = ingestor.run(
+            self.catalogue, problems_path=self.problems_path, read=(songs, problems), on_batch=self._advance
+        )
 
-    def _advance(self) -> None:
-        self.done = min(self.done + BATCH_SIZE, self.total)
-
-
-class _CountingIngestor(Ingestor):
-    """The pipeline, telling the page each time a batch has been embedded (it embeds each batch
-    once, and has no progress hook of its own, only a terminal bar)."""
-
-    def __init__(self, songspace: Songspace, on_batch: Callable[[], None]) -> None:
-        super().__init__(songspace.index, songspace.embedder, songspace.fetcher, batch_size=BATCH_SIZE, progress=False)
-        self._on_batch = on_batch
-
-    def embed(self, batch: list[PreparedSong]) -> list[SongPoint]:
-        """Embed a batch, then report it."""
-        points = super().embed(batch)
-        self._on_batch()
-        return points
+    def _advance(self, songs: int) -> None:
+        self.done = min(self.done + songs, self.total)
 
 
 class Loads:

@@ -360,7 +360,7 @@ def test_a_spotify_album_is_the_seed(thirty, services, monkeypatch, capsys):
     album = CATALOGUE_TRACKS[60].album_id
     status, out, err = run(capsys, "--spotify-playlist", f"https://open.spotify.com/album/{album}", "-k", "5", "--json")
     assert status == 0, err
-    assert "album 'Catalogue Album 1': 4 tracks" in err
+    assert "album 'Catalogue Album 1': 4 of its songs are seeds" in err
     assert len(json.loads(out)) == 5 and not {r["title"] for r in json.loads(out)} & {t.title for t in CATALOGUE_TRACKS[60:64]}
     status, _, err = run(capsys, "--spotify-playlist", f"https://open.spotify.com/playlist/{TODAYS_TOP_HITS_ID}")
     assert status == 4 and "Spotify" in one_line_error(err)
