@@ -43,6 +43,9 @@ _LIST_START = re.compile(r"^(\d+)\)")  # "1) Intro" opening a label is a list it
 # Bare links (www., http://, name@host) and :emoji: codes are found in the decoded text, so references
 # do not stop them; an invisible word joiner after "www", ":" and "@" does.
 _DECODED_MARKUP = re.compile(r"(?i)www(?=\.)|[:@]")
+# Whitespace and control characters have no place in a URL (browsers drop some of them, Markdown
+# ends blocks at others).
+_NOT_IN_LINKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def safe_text(value: Any) -> str:
@@ -80,11 +83,18 @@ def excerpt_html(lyrics: str, max_lines: int = 6) -> str:
     return "<br>".join(safe_text(line) for line in lines)
 
 
-def safe_link(url: str | None) -> str | None:
-    """The URL if it is http(s), else None, so no script or data URL reaches a link."""
-    if not url:
+def safe_link(url: Any) -> str | None:
+    """The URL if it is an http(s) URL with a host, else None: no script or data URL reaches a link,
+    and nothing a catalogue holds (a malformed URL, a line break that would end a card's HTML block)
+    stops the page or leaks into its Markdown."""
+    if not isinstance(url, str) or not url or _NOT_IN_LINKS.search(url):
         return None
-    return url if urlsplit(url).scheme in ("http", "https") else None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # "http://[::1" and the like
+        return None
+    return url if parts.scheme in ("http", "https") and host else None
 
 
 def header_html() -> str:

@@ -66,3 +66,28 @@ def test_the_status_says_whether_each_modality_is_centred():
         "lyrics: centred (final, from 512 songs)",
         "cover: centred on 40 songs (learned again as songs arrive, until 512)",
     ]
+
+
+MALFORMED_LINKS = [
+    "http://[::1",  # urlsplit raises on it
+    "https://open.spotify.com/track/x\n\n[tap here](https://evil.example)",  # a blank line would end the card's HTML block
+    "https://open.spotify.com/track/x\r\n<b>bold</b>",
+    "https://open.spotify.com/\u2028track",
+    "javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "https:///no-host",
+    42,
+]
+
+
+def test_a_catalogue_link_that_is_not_a_plain_http_url_is_left_out_of_the_card():
+    from search.recommend import Recommendation
+    from ui.views import card_html, cover_source, safe_link
+
+    assert safe_link("https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC") == "https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC"
+    for url in MALFORMED_LINKS:
+        assert safe_link(url) is None, url
+        payload = {"spotify_url": url, "spotify_id": "4uLU6hMCjMI75M1A2tKUQC", "cover_hash": "h", "cover_url": url}
+        card = card_html(Recommendation("p", None, "Title", ["Artist"], 0.5, 0.5, None, None, payload))
+        assert [token.type for token in MARKDOWN.parse(card)] == ["html_block"] and "href" not in card
+        assert cover_source(payload) is None
