@@ -111,7 +111,8 @@ class Oracle:
             v = np.mean(pos, axis=0) - (np.mean(neg, axis=0) if neg else 0)
             vectors[m] = v / np.linalg.norm(v)
         words: dict[int, float] = {}
-        if LYRICS in vectors:
+        # Words follow the same rule as the vectors: left out when no liked song has any.
+        if LYRICS in vectors and any(self.points[i].words for i in liked):
             for ids, sign in ((liked, 1.0), (disliked, -1.0)):
                 having = [self.points[i].words.to_dict() for i in ids if self.points[i].words]
                 for w in having:
@@ -298,6 +299,20 @@ def test_sixty_songs_top_45_for_a_description(sixty, lyrics_weight):
     assert_same_top([(r.point_id, r.score) for r in results], expected, 45)
     # Songs without lyrics score 0 and are ranked among the others by that score.
     assert any(LYRICS not in next(p for p in points if p.point_id == r.point_id).vectors for r in results)
+
+
+def test_liked_songs_without_words_give_a_query_without_words(index, catalogue, oracle):
+    """Words follow the vectors' rule: when no liked song has words, a disliked song's words do not
+    make a (negative) words query; lyrics are then ranked by cosine alone."""
+    points, _ = catalogue
+    liked = next(p for p in points if LYRICS in p.vectors and not p.words)
+    disliked = next(p for p in points if p.words)
+    query = seed_query(index.get([liked.point_id]), index.get([disliked.point_id]))
+    vectors, words = oracle.seed([liked.point_id], [disliked.point_id])
+    assert query.words is None and words == {}
+    expected = oracle.ranking(vectors, words, 0.7, 0.2, allowed_by(Filters(), {liked.point_id, disliked.point_id}))
+    top = exact_top(index, query, normalised_weights(query, 0.7), 20, 0.2)
+    assert_same_top([(r.point_id, r.score) for r in top], expected, 20)
 
 
 def test_filters_never_return_fewer_songs_than_qualify(sixty):
