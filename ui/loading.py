@@ -110,12 +110,15 @@ def server_catalogue(text: str, roots: tuple[Path, ...]) -> Path:
     if not path.is_absolute():  # as every relative path in the settings: from the project folder
         path = PROJECT_ROOT / path
     try:
-        resolved = path.resolve(strict=True)  # symlinks followed before the folder check
-    except (OSError, RuntimeError):
-        raise LoadRefused(f"there is no file {text.strip()!r} on the server") from None
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        resolved = path.resolve()  # symlinks followed before the folder check
+    except (OSError, RuntimeError):  # a loop of links
+        resolved = None
+    # The folder check comes first, so that what lies outside the folders, there or not, is never told.
+    if resolved is None or not any(resolved.is_relative_to(root.resolve()) for root in roots):
         allowed = ", ".join(_shown(root) for root in roots)
         raise LoadRefused(f"{text.strip()!r} is outside the folders this page may load from ({allowed}; PAGE_CATALOGUE_ROOTS)")
+    if not resolved.exists():
+        raise LoadRefused(f"there is no file {text.strip()!r} on the server")
     if not resolved.is_file():
         raise LoadRefused(f"{text.strip()!r} is not a file")
     if resolved.suffix.lower() not in CATALOGUE_SUFFIXES:

@@ -230,6 +230,7 @@ def test_a_server_path_must_stay_inside_the_allowed_folders(tmp_path):
     (allowed / "sub" / "songs.csv").write_text("title\nA\n")
     (outside / "secret.csv").write_text("title\nB\n")
     (allowed / "link.csv").symlink_to(outside / "secret.csv")
+    (allowed / "gone.csv").symlink_to(outside / "missing.csv")
     (allowed / "notes.txt").write_text("x")
     roots = (allowed,)
     assert server_catalogue(str(allowed / "sub" / "songs.csv"), roots) == (allowed / "sub" / "songs.csv").resolve()
@@ -240,6 +241,8 @@ def test_a_server_path_must_stay_inside_the_allowed_folders(tmp_path):
         (str(allowed / "sub"), "is not a file"),
         (str(allowed / "notes.txt"), "is not a CSV, Parquet or JSON-lines catalogue"),
         (str(allowed / "missing.csv"), "there is no file"),
+        (str(outside / "missing.csv"), "outside the folders"),  # as for a file there: nothing is told of it
+        (str(allowed / "gone.csv"), "outside the folders"),  # a link to a missing file outside
         ("  ", "give the catalogue's path"),
     ]:
         with pytest.raises(LoadRefused, match=reason):
