@@ -49,9 +49,9 @@ def build_parser() -> CommandParser:
         help="a liked song's id as tables show it (its catalogue id, else its point id); repeat for several",
     )
     seed.add_argument("--text", type=non_empty, help="a description, matched against lyrics")
-    seed.add_argument("--spotify", type=non_empty, help="a Spotify track id, URI or URL (fetched and added if new)")
+    seed.add_argument("--spotify", type=spotify_track, help="a Spotify track id, URI or URL (fetched and added if new)")
     seed.add_argument(
-        "--spotify-playlist", type=non_empty, metavar="URL",
+        "--spotify-playlist", type=spotify_collection, metavar="URL",
         help="a Spotify playlist or album: its first PLAYLIST_MAX_TRACKS tracks (100 by default) are the liked "
         "songs (added if new)",
     )
@@ -92,7 +92,31 @@ def export_path(value: str) -> Path:
         raise argparse.ArgumentTypeError(str(error)) from None
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {path.name} in")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder: name a file to write")
     return path
+
+
+def spotify_track(value: str) -> str:
+    """An argument type: a Spotify track id, URI or URL (its form only: Spotify is asked later)."""
+    from ingest.spotify import SpotifyError, parse_track_id
+
+    try:
+        parse_track_id(non_empty(value))
+    except SpotifyError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value.strip()
+
+
+def spotify_collection(value: str) -> str:
+    """An argument type: a Spotify playlist or album URL or URI (its form only)."""
+    from ingest.spotify import SpotifyError, parse_collection_ref
+
+    try:
+        parse_collection_ref(non_empty(value))
+    except SpotifyError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value.strip()
 
 
 def named(songs: list[SongPoint]) -> str:
@@ -184,16 +208,26 @@ def liked_songs(args: argparse.Namespace, songspace: Any, collection: str) -> li
 
 def search(args: argparse.Namespace) -> int:
     """Answer one parsed command line; returns the exit status."""
-    from ingest.context import open_songspace
-
     settings = with_collection(load_settings(), args.collection)
-    songspace = open_songspace(settings, create=bool(args.spotify or args.spotify_playlist))
+    if args.text and args.not_song_id:
+        raise CommandError("--not-song-id goes with liked songs (--song-id, --spotify, --spotify-playlist), not --text")
+    needs_spotify = "--spotify-playlist" if args.spotify_playlist else "--spotify" if args.spotify else None
+    no_spotify = f"{needs_spotify} needs Spotify: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (in the environment or .env)"
+    if args.spotify_playlist and not settings.spotify_configured:
+        raise CommandError(no_spotify)
+    from ingest.context import EmptyCatalogue, open_songspace  # loads torch: only once the arguments are known good
+
+    # A Spotify track may join the collection (made if need be); without Spotify only a stored one can be the seed.
+    try:
+        songspace = open_songspace(settings, create=bool(needs_spotify and settings.spotify_configured))
+    except EmptyCatalogue:
+        if needs_spotify:
+            raise CommandError(no_spotify) from None
+        raise
     try:
         index = songspace.index
         filters = Filters(genres=resolve_genres(index, args.genre), years=args.year)
         if args.text:
-            if args.not_song_id:
-                raise CommandError("--not-song-id goes with liked songs (--song-id, --spotify, --spotify-playlist), not --text")
             query = songspace.text_query(args.text, filters)
             seed = f"lyrics that match {args.text!r}"
         else:
@@ -209,7 +243,10 @@ def search(args: argparse.Namespace) -> int:
     if args.export:
         from search.export import write_export
 
-        write_export(results, args.export, title=f"Songspace: like {seed}")
+        try:
+            write_export(results, args.export, title=f"Songspace: like {seed}")
+        except OSError as error:
+            raise CommandError(f"cannot write {args.export}: {error.strerror or error}") from error
         print(f"wrote {len(results)} songs to {args.export}", file=sys.stderr)
     if args.json:
         print("\n".join(header + [nothing] * (nothing is not None)), file=sys.stderr)

@@ -138,6 +138,10 @@ def test_nothing_matched_says_why(ingested, capsys):
         (["--song-id", "sea-0", "-k", "0"], "argument -k: expected a whole number of at least 1, got '0'"),
         (["--song-id", "sea-0", "-k", "two"], "argument -k: expected a whole number of at least 1, got 'two'"),
         (["--song-id", "sea-0", "--text", "both"], "argument --text: not allowed with argument --song-id"),
+        (["--text", "sea", "--not-song-id", "sea-0"], "--not-song-id goes with liked songs"),
+        (["--spotify", "garbage"], "argument --spotify: 'garbage' is not a Spotify track"),
+        (["--spotify", "https://example.org/track/4uLU6hMCjMI75M1A2tKUQC"], "argument --spotify: 'https://example.org/track/"),
+        (["--spotify-playlist", "https://example.org/x"], "argument --spotify-playlist: 'https://example.org/x' is not a Spotify playlist or album"),
         ([], "one of the arguments --song-id --text --spotify --spotify-playlist is required"),
     ],
 )
@@ -146,6 +150,23 @@ def test_argument_mistakes_are_one_line_usage_errors(fresh_store, capsys, argv, 
     assert status == 2 and out == ""
     assert one_line_error(err).startswith(f"error: {message}")
     assert list(fresh_store.iterdir()) == []  # checked before anything was opened
+
+
+@pytest.mark.parametrize("argv", [["--spotify", TRACKS[0].id], ["--spotify-playlist", f"spotify:album:{TRACKS[0].id}"]])
+def test_spotify_seeds_without_credentials_create_nothing(fresh_store, capsys, monkeypatch, argv):
+    for name in ("SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET"):
+        monkeypatch.setenv(name, "")
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert one_line_error(err).startswith(f"error: {argv[0]} needs Spotify: set SPOTIPY_CLIENT_ID")
+    assert list(fresh_store.iterdir()) == []  # no collection made, no encoder chosen, no cache
+
+
+def test_an_export_path_that_is_a_folder_is_a_usage_error(fresh_store, capsys):
+    (fresh_store / "mix.csv").mkdir()
+    status, out, err = run(capsys, "--song-id", "sea-0", "--export", str(fresh_store / "mix.csv"))
+    assert status == 2 and out == "" and "is a folder" in one_line_error(err)
+    assert [p.name for p in fresh_store.iterdir()] == ["mix.csv"]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +209,7 @@ def test_spotify_track(ingested, services, capsys, monkeypatch):
     status, out, err = run(capsys, "--spotify", TRACKS[5].id, "-k", "3")  # Bare Sleeve has no cover
     assert status == 0 and "no cover: ranked by lyrics only" in out.splitlines()
     status, _, err = run(capsys, "--spotify", "https://example.org/not-spotify")
-    assert status == 4 and "not a Spotify track" in err.strip().splitlines()[-1]
+    assert status == 2 and "not a Spotify track" in one_line_error(err)
 
 
 def test_json_stdout_is_json_on_a_fresh_machine(tmp_path, services):
