@@ -302,6 +302,8 @@ def run_store(args: argparse.Namespace) -> int:
         if args.command == "migrate":
             return migrate_collection(index, settings, args)
         if args.command == "optimize":
+            if not index.exists():
+                raise CommandError(f"collection {settings.collection!r} does not exist in the {settings.store_label}: nothing to optimize", STORE)
             return optimize_store(index)
         if index.count() == 0:
             raise CommandError(empty_collection(settings), STORE)

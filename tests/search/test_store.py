@@ -240,9 +240,30 @@ def open_index_payloads(settings):
         index.close()
 
 
-def test_optimize_builds_on_edge_and_says_when_the_engine_does_it_itself(stored, capsys, monkeypatch):
+def test_optimize_builds_on_edge_and_says_when_the_engine_does_it_itself(stored, capsys, monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from search.index import open_index
+
+    settings, encoders = stored
     status, out, _ = run(capsys, "optimize")
     assert status == 0 and out.strip() in {"optimized", "already optimal"}
+    local = replace(settings, engine="local", qdrant_path=tmp_path / "local", qdrant_url=None)
+    index = open_index(local)
+    try:
+        index.ensure(encoders, "a local-mode collection")
+    finally:
+        index.close()
     monkeypatch.setenv("QDRANT_ENGINE", "local")
+    monkeypatch.setenv("QDRANT_PATH", str(local.qdrant_path))
+    monkeypatch.setenv("QDRANT_URL", "")
     status, out, _ = run(capsys, "optimize")
     assert status == 0 and out.startswith("nothing to do: local mode")
+
+
+def test_optimize_of_a_missing_collection_is_a_store_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QDRANT_ENGINE", "edge")
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "store"))
+    monkeypatch.setenv("QDRANT_URL", "")
+    status, out, err = run(capsys, "optimize")
+    assert status == 3 and out == "" and "does not exist" in one_line_error(err)
