@@ -23,7 +23,9 @@ from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.enrich import EnrichSummary, enrich
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match, SparseVector
-from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, song_point_id
+from search.index import (
+    CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, normalise_text, song_point_id,
+)
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
@@ -225,22 +227,45 @@ class Ingestor:
     def identify(self, songs: list[Song], source: str) -> dict[int, tuple[str, dict[str, Any] | None]]:
         """Each song's point id and stored payload, by row: a stored song keeps its point.
 
-        A catalogue song stored under another point id (found by its catalogue id) keeps that
-        point, so no order of runs, with or without Spotify enrichment, makes a second point. A
-        song the catalogue gives without what enrichment once filled in keeps it.
+        A catalogue song stored under another point id keeps that point, so no order of runs, with
+        or without Spotify enrichment, makes a second point: it is found by its catalogue id, or,
+        without one, by its artists and title (the point they name, or a point that enrichment
+        gave a Spotify id). A song the catalogue gives without what enrichment once filled in
+        keeps it.
         """
         ids = {song.row: self.point_id(song, source) for song in songs}
-        stored = {p.point_id: p.payload for p in self.index.get(list(set(ids.values())), with_vectors=False)}
+        # Songs without a catalogue id (and without a Spotify id of the catalogue's own) are known
+        # by their artists and title until enrichment gives them a Spotify id.
+        named = {
+            s.row: _named_point_id(s.title, s.artists)
+            for s in songs
+            if source == "catalogue" and not s.song_id and (not s.spotify_id or "spotify_id" in s.extra.get("enriched", []))
+        }
+        wanted = list({*ids.values(), *named.values()})
+        stored = {p.point_id: p.payload for p in self.index.get(wanted, with_vectors=False)}
         elsewhere = [s.song_id for s in songs if s.song_id and ids[s.row] not in stored] if source == "catalogue" else []
         by_song_id: dict[str, tuple[str, dict[str, Any]]] = {}
         if elsewhere:
             where = Filter(must=(Match("song_id", tuple(elsewhere)), Match("source", ("catalogue",))))
             by_song_id = {payload["song_id"]: (i, payload) for i, payload in self.index.scroll_payloads(where=where)}
+        unnamed = [s for s in songs if s.row in named and ids[s.row] not in stored and named[s.row] not in stored]
+        by_name: dict[str, tuple[str, dict[str, Any]]] = {}
+        if unnamed:
+            titles = tuple({normalise_text(s.title) for s in unnamed})
+            where = Filter(must=(Match("title_key", titles), Match("source", ("catalogue",))))
+            for i, payload in self.index.scroll_payloads(where=where):
+                if "song_id" not in payload and "spotify_id" in payload.get("enriched", []):
+                    by_name[_named_point_id(str(payload.get("title", "")), list(payload.get("artists", [])))] = (i, payload)
         identities: dict[int, tuple[str, dict[str, Any] | None]] = {}
         for song in songs:
             point_id = ids[song.row]
-            if point_id not in stored and song.song_id in by_song_id:
-                point_id, stored[point_id] = by_song_id[song.song_id]
+            if point_id not in stored:
+                if song.song_id in by_song_id:
+                    point_id, stored[point_id] = by_song_id[song.song_id]
+                elif named.get(song.row) in stored:
+                    point_id = named[song.row]
+                elif named.get(song.row) in by_name:
+                    point_id, stored[point_id] = by_name[named[song.row]]
             payload = stored.get(point_id)
             if payload and payload.get("source") == source:
                 self._keep_enrichment(song, payload)
@@ -257,11 +282,25 @@ class Ingestor:
         if kept:
             song.extra["enriched"] = sorted({*song.extra.get("enriched", []), *kept})
 
-    @staticmethod
-    def _enrich(songs: list[Song], spotify: SpotifyClient, problems: list[RowProblem]) -> EnrichSummary:
-        """Enrich from Spotify and record, per song, which fields enrichment filled."""
+    @classmethod
+    def _enrich(cls, songs: list[Song], spotify: SpotifyClient, problems: list[RowProblem]) -> EnrichSummary:
+        """Enrich from Spotify and record, per song, which fields enrichment filled.
+
+        A Spotify id that enrichment gives a song is its identity from then on, so two songs of
+        the catalogue must never get the same one: the song that had it first (the catalogue's
+        own ids, then row order) keeps it, and the other keeps what the catalogue gave.
+        """
         before = [{name: getattr(song, name) for name in ENRICHED_FIELDS} for song in songs]
         summary = enrich(songs, spotify, problems)
+        owners: dict[str, Song] = {}
+        for song, old in sorted(zip(songs, before), key=lambda pair: (pair[1]["spotify_id"] is None, pair[0].row)):
+            point_id = cls.point_id(song, "catalogue")
+            owner = owners.setdefault(point_id, song)
+            if owner is not song and old["spotify_id"] is None:
+                for name, value in old.items():
+                    setattr(song, name, value)
+                reason = f"Spotify gave the track {owner.spotify_id} of row {owner.row}'s song too; not used for this one"
+                problems.append(RowProblem(song.row, song.song_id, song.title, "kept", reason))
         for song, old in zip(songs, before):
             filled = [name for name, value in old.items() if value is None and getattr(song, name) is not None]
             if filled:
@@ -479,6 +518,11 @@ class Ingestor:
                 vectors[COVER] = covers[prepared.payload[COVER_HASH]]
             points.append(SongPoint(prepared.point_id, prepared.payload, vectors, prepared.words))
         return points
+
+
+def _named_point_id(title: str, artists: list[str]) -> str:
+    """The point id of a catalogue song known by its artists and title alone."""
+    return song_point_id(spotify_id=None, song_id=None, artists=artists, title=title)
 
 
 @contextmanager

@@ -277,6 +277,58 @@ def test_enrichment_in_any_order_never_makes_a_second_point(online_settings, ser
     assert sorted(p.payload["song_id"] for p in points.values()) == ["e1", "e2", "e3"]
 
 
+@pytest.mark.parametrize("spotify_first", [False, True])
+def test_songs_without_an_id_keep_one_point_whatever_the_order_of_runs(online_settings, services, write_catalogue, spotify_first):
+    from ingest.spotify import SpotifyClient
+    from tests.fakes import TRACKS
+
+    rows = [  # no id column: each song is known by its artists and title until Spotify gives it an id
+        {"title": "Harbour Lights", "artist": "The Tides", "lyrics": SEA_LYRICS[0]},
+        {"title": "Cafe Deja Vu", "artist": "Zoe Angstrom", "lyrics": SEA_LYRICS[1]},
+        {"title": "Not On Spotify", "artist": "Nobody", "lyrics": SEA_LYRICS[2]},
+    ]
+    catalogue = write_catalogue(rows)
+
+    def enriched_run():
+        songspace = open_songspace(online_settings)
+        try:
+            ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+            return ingestor.run(catalogue, spotify=SpotifyClient(online_settings))
+        finally:
+            songspace.close()
+
+    runs = [enriched_run, lambda: run_ingest(online_settings, catalogue)[0]]
+    for run in runs if spotify_first else runs[::-1]:
+        run()
+    summary = enriched_run() if spotify_first else run_ingest(online_settings, catalogue)[0]
+    assert summary.unchanged == 3
+    stored = stored_songs(online_settings)
+    assert sorted(p["title"] for p in stored) == ["Cafe Deja Vu", "Harbour Lights", "Not On Spotify"]  # none twice
+    assert next(p for p in stored if p["title"] == "Harbour Lights")["spotify_id"] == TRACKS[0].id
+
+
+def test_two_rows_that_spotify_matches_to_one_track_stay_two_songs(online_settings, services, write_catalogue):
+    from ingest.spotify import SpotifyClient
+    from tests.fakes import TRACKS
+
+    rows = [  # both titles match the one Spotify track (version suffixes are ignored when matching)
+        {"id": "h1", "title": "Harbour Lights", "artist": "The Tides", "lyrics": SEA_LYRICS[0]},
+        {"id": "h2", "title": "Harbour Lights - Remastered 2009", "artist": "The Tides", "lyrics": SEA_LYRICS[1]},
+    ]
+    catalogue = write_catalogue(rows)
+    songspace = open_songspace(online_settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+        summary = ingestor.run(catalogue, spotify=SpotifyClient(online_settings))
+    finally:
+        songspace.close()
+    stored = {p["song_id"]: p for p in stored_songs(online_settings)}
+    assert summary.inserted == 2 and set(stored) == {"h1", "h2"}  # neither row replaced the other
+    assert stored["h1"]["spotify_id"] == TRACKS[0].id and "spotify_id" not in stored["h2"]
+    (problem,) = [p for p in summary.problems if p.song_id == "h2"]
+    assert problem.outcome == "kept" and "row 1" in problem.reason
+
+
 def test_parts_together_equal_a_whole_run(tmp_path, write_catalogue):
     from ingest.pipeline import CentresNotReady, Part
     from tests.conftest import store_settings
