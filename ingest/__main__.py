@@ -52,6 +52,28 @@ def part_of(value: str) -> Part:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def seconds(value: str) -> float:
+    """An argument type: a number of seconds, 0 or more."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0.0 <= number < float("inf"):  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {value!r}")
+    return number
+
+
+def problems_file(value: str) -> Path:
+    """An argument type: a file the problems CSV can be written to (checked now, not after the run)."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a folder: name the CSV file to write")
+    existing = next((folder for folder in path.absolute().parents if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {value}: {existing} is a file, not a folder")
+    return path
+
+
 def build_parser() -> CommandParser:
     """The command's arguments, each checked as it is parsed."""
     parser = CommandParser(
@@ -70,7 +92,7 @@ def build_parser() -> CommandParser:
         "it into one server; part 1 learns the centres the others use (default: the whole catalogue)",
     )
     parser.add_argument(
-        "--wait-for-centres", type=float, default=600.0, metavar="SECONDS",
+        "--wait-for-centres", type=seconds, default=600.0, metavar="SECONDS",
         help="how long parts 2..N wait for part 1's centres before giving up",
     )
     parser.add_argument(
@@ -83,7 +105,7 @@ def build_parser() -> CommandParser:
         help="read COLUMN as FIELD (title, artists, lyrics, cover, genre, year, album, song_id, ...); repeatable",
     )
     parser.add_argument(
-        "--problems", type=Path,
+        "--problems", type=problems_file,
         help="CSV for rejected and incomplete rows (default: var/ingest/<catalogue name>-problems.csv)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -84,6 +84,8 @@ def test_an_unusable_catalogue_leaves_the_store_alone(machine, tmp_path, write_c
         (["--limit", "-3"], "argument --limit: expected a whole number of at least 1, got '-3'"),
         (["--rename", "lyrics"], "argument --rename: expected COLUMN=FIELD, got 'lyrics'"),
         (["--collection", " "], "argument --collection: expected some text, got nothing"),
+        (["--wait-for-centres", "-1"], "argument --wait-for-centres: expected a number of seconds, 0 or more, got '-1'"),
+        (["--wait-for-centres", "nan"], "argument --wait-for-centres: expected a number of seconds, 0 or more"),
     ],
 )
 def test_argument_mistakes_are_one_line_usage_errors(machine, themed_rows, write_catalogue, capsys, monkeypatch, args, message):
@@ -92,6 +94,18 @@ def test_argument_mistakes_are_one_line_usage_errors(machine, themed_rows, write
     assert main([str(write_catalogue(themed_rows)), *args]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and one_line_error(captured.err).startswith(f"error: {message}")
+    assert leftovers(machine) == []
+
+
+def test_a_problems_file_that_cannot_be_written_is_refused_before_the_run(machine, themed_rows, write_catalogue, capsys, monkeypatch, tmp_path):
+    for name in ("QDRANT_PATH", "SONGSPACE_CACHE_DIR"):
+        monkeypatch.setenv(name, machine[name])
+    catalogue = str(write_catalogue([*themed_rows, {"id": "x", "title": "Short", "lyrics": "la la"}]))  # a problem to write
+    (tmp_path / "a-file").write_text("x")
+    for problems, message in [(tmp_path, "is a folder"), (tmp_path / "a-file" / "problems.csv", "is a file, not a folder")]:
+        assert main([catalogue, "--problems", str(problems)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and message in one_line_error(captured.err)
     assert leftovers(machine) == []
 
 
