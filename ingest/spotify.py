@@ -44,6 +44,8 @@ _BACKOFF = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
 CACHE_TTL_S = 7 * 24 * 3600
 LOOKUP_BATCH = 50  # the most ids the several-tracks endpoint takes
 CACHED_CHUNK = 1000  # cached answers handed out at a time, so a resumed catalogue-sized run stays small
+# Answers a process keeps in memory (the page's, for as long as it runs), the oldest dropped first.
+MEMORY_ENTRIES = 10_000
 PAGE_SIZE = 50  # the most items one page of playlist or album tracks holds
 DEFAULT_COLLECTION_CAP = 100  # tracks taken from a pasted playlist or album, unless asked otherwise
 # Every editorial and algorithmic playlist Spotify owns has an id starting so (Today's Top Hits,
@@ -262,12 +264,14 @@ def slim_track(item: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class ResponseCache:
-    """Keeps API answers in process memory (the page), or in an SQLite file when given one
+    """Keeps API answers in process memory (the page; at most `max_entries`, the oldest written
+    dropped first, so a page that runs for months stays small), or in an SQLite file when given one
     (ingestion runs: one file holds a catalogue's million answers without holding them in memory,
     and each batch is committed at once, so a killed run keeps every answer it was given)."""
 
-    def __init__(self, path: Path | None = None, ttl_s: float = CACHE_TTL_S) -> None:
+    def __init__(self, path: Path | None = None, ttl_s: float = CACHE_TTL_S, max_entries: int = MEMORY_ENTRIES) -> None:
         self.ttl_s = ttl_s
+        self.max_entries = max_entries
         self._memory: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -297,7 +301,11 @@ class ResponseCache:
         now = time.time()
         with self._lock:
             if self._db is None:
-                self._memory.update((key, (now, value)) for key, value in answers.items())
+                for key, value in answers.items():
+                    self._memory.pop(key, None)  # written again: now the newest
+                    self._memory[key] = (now, value)
+                while len(self._memory) > self.max_entries:
+                    del self._memory[next(iter(self._memory))]
                 return
             with self._db:
                 self._db.executemany(
@@ -370,7 +378,8 @@ class SpotifyClient:
             return []
 
         def ask() -> dict[str, Any]:
-            return self._call("search", lambda: self._api.search(q=query, type="track", limit=limit))
+            found = self._call("search", lambda: self._api.search(q=query, type="track", limit=limit))
+            return {"tracks": {"items": [slim_track(item) for item in (found.get("tracks") or {}).get("items") or []]}}
 
         answer = self.cache.get_or_call(f"search|{limit}|{query}", ask)
         items = (answer.get("tracks") or {}).get("items") or []

@@ -246,3 +246,16 @@ def test_collection_tracks_are_not_fetched_again_one_by_one(client_settings, ser
     since = len(services.requests)
     assert [client.track(t.id) for t in album.tracks] == album.tracks
     assert len(services.requests) == since
+
+
+def test_the_in_memory_cache_keeps_the_newest_answers_slimmed(client_settings, services):
+    # The page's client lives as long as the page: what every visitor searched for must not pile up.
+    client = SpotifyClient(client_settings)
+    client.cache.max_entries = 2
+    for query in ("harbour", "neon", "café zoë", "café zoë"):
+        client.search_tracks(query)
+    assert client.search_tracks("harbour")[0].title == "Harbour Lights"  # dropped as the oldest: asked again
+    assert services.count("/v1/search") == 4
+    found, answer = client.cache.get("search|10|café zoë")
+    assert found and len(client.cache._memory) == 2
+    assert "uri" not in answer["tracks"]["items"][0]  # kept as SpotifyTrack reads it, not whole
