@@ -201,8 +201,10 @@ class Ingestor:
     ) -> Iterator[list[PreparedSong]]:
         """Batches of prepared songs; the next two batches load while the current one is embedded."""
         def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[PreparedSong]]:
-            identities = self.identify(batch, source) if look_up else {}
-            return [pool.submit(self.prepare, s, base_dir, source, identities.get(s.row)) for s in batch]
+            identities: list[tuple[str, dict[str, Any] | None] | None] = [None] * len(batch)
+            if look_up:
+                identities[:] = self.identify(batch, source)
+            return [pool.submit(self.prepare, s, base_dir, source, identity) for s, identity in zip(batch, identities)]
 
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]
         if any(song.cover for song in songs):
@@ -224,8 +226,8 @@ class Ingestor:
             visitor=source == "user",
         )
 
-    def identify(self, songs: list[Song], source: str) -> dict[int, tuple[str, dict[str, Any] | None]]:
-        """Each song's point id and stored payload, by row: a stored song keeps its point.
+    def identify(self, songs: list[Song], source: str) -> list[tuple[str, dict[str, Any] | None]]:
+        """Each song's point id and stored payload, in the songs' order: a stored song keeps its point.
 
         A catalogue song stored under another point id keeps that point, so no order of runs, with
         or without Spotify enrichment, makes a second point: it is found by its catalogue id, or,
@@ -233,22 +235,21 @@ class Ingestor:
         gave a Spotify id). A song the catalogue gives without what enrichment once filled in
         keeps it.
         """
-        ids = {song.row: self.point_id(song, source) for song in songs}
+        ids = [self.point_id(song, source) for song in songs]
         # Songs without a catalogue id (and without a Spotify id of the catalogue's own) are known
         # by their artists and title until enrichment gives them a Spotify id.
         named = {
-            s.row: _named_point_id(s.title, s.artists)
-            for s in songs
+            n: _named_point_id(s.title, s.artists)
+            for n, s in enumerate(songs)
             if source == "catalogue" and not s.song_id and (not s.spotify_id or "spotify_id" in s.extra.get("enriched", []))
         }
-        wanted = list({*ids.values(), *named.values()})
-        stored = {p.point_id: p.payload for p in self.index.get(wanted, with_vectors=False)}
-        elsewhere = [s.song_id for s in songs if s.song_id and ids[s.row] not in stored] if source == "catalogue" else []
+        stored = {p.point_id: p.payload for p in self.index.get(list({*ids, *named.values()}), with_vectors=False)}
+        elsewhere = [s.song_id for n, s in enumerate(songs) if s.song_id and ids[n] not in stored] if source == "catalogue" else []
         by_song_id: dict[str, tuple[str, dict[str, Any]]] = {}
         if elsewhere:
             where = Filter(must=(Match("song_id", tuple(elsewhere)), Match("source", ("catalogue",))))
             by_song_id = {payload["song_id"]: (i, payload) for i, payload in self.index.scroll_payloads(where=where)}
-        unnamed = [s for s in songs if s.row in named and ids[s.row] not in stored and named[s.row] not in stored]
+        unnamed = [songs[n] for n, point_id in named.items() if ids[n] not in stored and point_id not in stored]
         by_name: dict[str, tuple[str, dict[str, Any]]] = {}
         if unnamed:
             titles = tuple({normalise_text(s.title) for s in unnamed})
@@ -256,20 +257,20 @@ class Ingestor:
             for i, payload in self.index.scroll_payloads(where=where):
                 if "song_id" not in payload and "spotify_id" in payload.get("enriched", []):
                     by_name[_named_point_id(str(payload.get("title", "")), list(payload.get("artists", [])))] = (i, payload)
-        identities: dict[int, tuple[str, dict[str, Any] | None]] = {}
-        for song in songs:
-            point_id = ids[song.row]
+        identities: list[tuple[str, dict[str, Any] | None]] = []
+        for n, song in enumerate(songs):
+            point_id = ids[n]
             if point_id not in stored:
                 if song.song_id in by_song_id:
                     point_id, stored[point_id] = by_song_id[song.song_id]
-                elif named.get(song.row) in stored:
-                    point_id = named[song.row]
-                elif named.get(song.row) in by_name:
-                    point_id, stored[point_id] = by_name[named[song.row]]
+                elif named.get(n) in stored:
+                    point_id = named[n]
+                elif named.get(n) in by_name:
+                    point_id, stored[point_id] = by_name[named[n]]
             payload = stored.get(point_id)
             if payload and payload.get("source") == source:
                 self._keep_enrichment(song, payload)
-            identities[song.row] = (point_id, payload)
+            identities.append((point_id, payload))
         return identities
 
     @staticmethod
@@ -434,7 +435,7 @@ class Ingestor:
         summary = IngestSummary(read=len(songs))
         problems: list[RowProblem] = []
         identities = self.identify(songs, source)
-        prepared = [self.prepare(song, None, source, identities[song.row]) for song in songs]
+        prepared = [self.prepare(song, None, source, identity) for song, identity in zip(songs, identities)]
         kept = [p for p in self._screen(prepared, problems) if not p.stored or p.stored.get("source") == source]
         self.index.upsert(self._store(kept, summary))
         self.index.recentre()

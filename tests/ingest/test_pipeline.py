@@ -329,6 +329,24 @@ def test_two_rows_that_spotify_matches_to_one_track_stay_two_songs(online_settin
     assert problem.outcome == "kept" and "row 1" in problem.reason
 
 
+def test_add_stores_several_songs_at_once_each_at_its_own_point(settings):
+    from ingest.catalogue import Song
+
+    songs = [  # songs from outside a catalogue have no row of their own
+        Song(row=0, title=f"Visitor Song {i}", artists=["Guest"], lyrics=SEA_LYRICS[i]) for i in range(3)
+    ]
+    songspace = open_songspace(settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+        summary, prepared = ingestor.add(songs, "user")
+        assert summary.inserted == 3 and len({p.point_id for p in prepared}) == 3
+        stored = {p.point_id: p.payload["title"] for p in songspace.index.get([p.point_id for p in prepared])}
+        assert [stored[p.point_id] for p in prepared] == [s.title for s in songs]
+        assert songspace.index.count() == 3
+    finally:
+        songspace.close()
+
+
 def test_parts_together_equal_a_whole_run(tmp_path, write_catalogue):
     from ingest.pipeline import CentresNotReady, Part
     from tests.conftest import store_settings
