@@ -26,6 +26,7 @@ from search.cli import (
     format_table,
     non_empty,
     positive_int,
+    printable,
     resolve_genres,
     run_command,
     songs_by_id,
@@ -121,10 +122,10 @@ def spotify_collection(value: str) -> str:
 
 def named(songs: list[SongPoint]) -> str:
     """Songs for people: "A — X (id), B — Y (id)"."""
-    return ", ".join(
+    return printable(", ".join(
         f"{p.payload.get('title', '?')} — {', '.join(p.payload.get('artists', [])) or '?'} ({display_id(p.point_id, p.payload)})"
         for p in songs
-    )
+    ))
 
 
 def songs_named(index: SongIndex, ids: list[str], collection: str) -> list[SongPoint]:
@@ -153,7 +154,7 @@ def describe(seed: str, query: Query, lyrics_weight: float, words_weight: float)
         lines.append("no lyrics: ranked by cover only")
     limits = describe_filters(query.filters)
     if query.filters.exclude_artists:
-        limits.append("not by " + ", ".join(query.filters.exclude_artists))
+        limits.append("not by " + printable(", ".join(query.filters.exclude_artists)))
     if limits:
         lines.append("only: " + "; ".join(limits))
     return lines
@@ -202,7 +203,7 @@ def liked_songs(args: argparse.Namespace, songspace: Any, collection: str) -> li
     except (SpotifyError, UnseenSongError) as error:
         raise CommandError(str(error), NOT_FOUND) from error
     for song in added:
-        print(f"{song.point.payload.get('title', '?')}: {song.message}", file=sys.stderr)
+        print(printable(f"{song.point.payload.get('title', '?')}: {song.message}"), file=sys.stderr)
     return [song.point for song in added]
 
 

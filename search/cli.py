@@ -39,6 +39,9 @@ EXIT_CODES = {
     INTERRUPTED: "interrupted (Ctrl-C)",
 }
 _YEARS = re.compile(r"^(\d{4})(?:-(\d{4}))?$")
+# Line breaks and control characters, ESC among them: in outside text they would break a table's rows
+# or reach the terminal as escape sequences (a catalogue's title could clear the screen or retitle it).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class CommandError(Exception):
@@ -122,9 +125,15 @@ def catalogue_file(value: str) -> Path:
     return path
 
 
+def printable(text: object) -> str:
+    """Outside text (a title, an artist) for one line of a terminal: line breaks and control characters
+    become a space."""
+    return _UNPRINTABLE.sub(" ", str(text))
+
+
 def fail(message: str, status: int) -> int:
     """Print one `error: ...` line on stderr and return `status`."""
-    print("error: " + " ".join(message.split()), file=sys.stderr)
+    print("error: " + " ".join(printable(message).split()), file=sys.stderr)
     return status
 
 
@@ -222,7 +231,9 @@ def with_collection(settings: Settings, collection: str | None) -> Settings:
 
 
 def format_table(header: list[str], rows: list[list[str]], right: int = 0) -> str:
-    """Rows as aligned columns; the first `right` columns align right, the last one is not padded."""
+    """Rows as aligned columns, each cell on its line; the first `right` columns align right, the
+    last one is not padded."""
+    header, rows = [printable(cell) for cell in header], [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
 
     def line(cells: list[str]) -> str:

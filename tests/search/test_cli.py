@@ -385,3 +385,14 @@ def test_a_spotify_album_is_the_seed(thirty, services, monkeypatch, capsys):
     assert len(json.loads(out)) == 5 and not {r["title"] for r in json.loads(out)} & {t.title for t in CATALOGUE_TRACKS[60:64]}
     status, _, err = run(capsys, "--spotify-playlist", f"https://open.spotify.com/playlist/{TODAYS_TOP_HITS_ID}")
     assert status == 4 and "Spotify" in one_line_error(err)
+
+
+def test_outside_text_stays_on_its_row_and_sends_the_terminal_nothing(capsys):
+    from search.cli import fail, format_table
+
+    hostile = "Top line\n\nBottom \x1b]0;retitled\x07\x1b[2J\r\u2028end"
+    lines = format_table(["id", "title — artists"], [["a", hostile], ["b", "Plain"]]).splitlines()
+    assert len(lines) == 3 and lines[1].startswith("a   Top line Bottom ") and lines[2] == "b   Plain"
+    assert not any(char in "\n".join(lines) for char in "\x1b\x07\r\u2028")
+    fail(f"no genre in {hostile}", 2)
+    assert one_line_error(capsys.readouterr().err).startswith("error: no genre in Top line Bottom ")
