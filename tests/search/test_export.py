@@ -4,13 +4,12 @@ breaks, quotes, commas, formulas and markup comes back as it went in (or defused
 from __future__ import annotations
 
 import csv
-import io
 import json
 from datetime import datetime, timezone
 
 import pytest
 
-from search.export import ExportError, export_format, render_export, to_jspf, to_m3u8, write_export
+from search.export import ExportError, export_format, render_export, to_jspf, write_export
 from search.recommend import Recommendation
 
 SPOTIFY_ID = "4uLU6hMCjMI75M1A2tKUQC"
