@@ -202,6 +202,12 @@ class SongIndex:
         was built with them."""
         recorded = self.encoders
         if recorded is not None:
+            if any(not isinstance(c, dict) for c in self.metadata().get("centres", {}).values()):
+                raise EncoderMismatch(
+                    f"collection {self.collection!r} was made by an older Songspace (its vectors are "
+                    "stored centred, without the fused vector this version searches). Copy it into a "
+                    "new store with `python -m search.store migrate --from PATH` (see its --help)."
+                )
             if recorded != encoders:
                 raise EncoderMismatch(
                     f"collection {self.collection!r} was built with {recorded}, not {encoders}. "

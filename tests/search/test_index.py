@@ -145,6 +145,19 @@ def test_an_interrupted_recentring_is_completed(index):
     assert np.allclose(fused, unit(songs[4].vectors[LYRICS] - np.array([0.5] + [0.0] * 7)), atol=1e-5)
 
 
+def test_a_collection_in_an_older_songspace_format_is_refused_with_what_to_do(engine_settings):
+    index = open_index(engine_settings)
+    try:
+        index.ensure(ENCODERS)
+        # As an older Songspace recorded its centres: plain lists, its vectors stored centred.
+        index.engine.update_metadata({"centres": {LYRICS: [0.1] * 8}})
+        index.reload()
+        with pytest.raises(EncoderMismatch, match="older Songspace.*search.store migrate"):
+            index.ensure(ENCODERS)
+    finally:
+        index.close()
+
+
 def test_a_song_with_no_vector_at_all_is_refused(index):
     with pytest.raises(ValueError, match="neither"):
         index.upsert([SongPoint(pid(5), {"title": "nothing"}, {})])
