@@ -29,6 +29,7 @@ USAGE = 2
 STORE = 3
 NOT_FOUND = 4
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # as a shell reports a command that SIGPIPE ended: its reader stopped reading (`| head`)
 DEBUG_VARIABLE = "SONGSPACE_DEBUG"
 EXIT_CODES = {
     OK: "done",
@@ -148,6 +149,14 @@ def run_command(command: Callable[[], int]) -> int:
         return fail(f"{error}; fix it in the environment or in .env", USAGE)
     except KeyboardInterrupt:
         return fail("interrupted", INTERRUPTED)
+    except BrokenPipeError:
+        # Not a failure: whoever read the output has what they wanted. Python's last flush of stdout
+        # would complain again, so stdout now goes nowhere.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture)
+            pass
+        return BROKEN_PIPE
     except Exception as error:
         status = known_failure(error)
         if status is not None:

@@ -396,3 +396,13 @@ def test_outside_text_stays_on_its_row_and_sends_the_terminal_nothing(capsys):
     assert not any(char in "\n".join(lines) for char in "\x1b\x07\r\u2028")
     fail(f"no genre in {hostile}", 2)
     assert one_line_error(capsys.readouterr().err).startswith("error: no genre in Top line Bottom ")
+
+
+def test_a_reader_that_stops_reading_is_no_failure():
+    """`python -m search.store list | head -1`: the command stops quietly, as a shell expects of a pipe."""
+    writer = "import sys\nfrom search.cli import run_command\nsys.exit(run_command(lambda: [print('x' * 100) for _ in range(100_000)] and 0))"
+    process = subprocess.Popen([sys.executable, "-c", writer], cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.readline()
+    process.stdout.close()  # what `head -1` does once it has its line
+    status = process.wait(timeout=60)
+    assert process.stderr.read() == b"" and status == 141
