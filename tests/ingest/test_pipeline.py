@@ -399,6 +399,34 @@ def test_parts_together_equal_a_whole_run(tmp_path, write_catalogue):
             assert np.allclose(point.vectors[modality], b[point_id].vectors[modality], atol=1e-5)
 
 
+def test_each_part_stores_its_share_when_the_centre_sample_is_smaller_than_the_catalogue(tmp_path, write_catalogue, monkeypatch):
+    """Below CENTRE_SAMPLE songs part 1 stores the whole catalogue as its sample, so the test above
+    cannot see the shares; here the sample is 40 of 60 songs and every part must store the rest."""
+    import ingest.pipeline
+    from ingest.pipeline import Part
+    from tests.conftest import store_settings
+
+    monkeypatch.setattr(ingest.pipeline, "CENTRE_SAMPLE", 40)
+    rows = [{"id": f"q{i}", "title": f"Share Song {i}", "artist": f"A{i % 9}", "lyrics": f"{SEA_LYRICS[i % 4]} and line {i} of {60 - i}"}
+            for i in range(60)]
+    catalogue = write_catalogue(rows)
+    settings = store_settings("edge", tmp_path / "shares")
+    songspace = open_songspace(settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=8, progress=False)
+        first = ingestor.run(catalogue, part=Part(1, 3))
+        after_first = songspace.index.count()
+        assert 40 <= after_first < 60 and songspace.index.centring_final
+        rest = [ingestor.run(catalogue, part=Part(i, 3)) for i in (2, 3)]
+        assert first.read + sum(r.read for r in rest) == 60
+        assert sum(r.inserted for r in rest) == 60 - after_first  # the songs no earlier part stored
+        payloads = [payload for _, payload in songspace.index.scroll_payloads(["song_id", "centring"])]
+        assert sorted(p["song_id"] for p in payloads) == sorted(f"q{i}" for i in range(60))  # each once
+        assert {p["centring"] for p in payloads} == {songspace.index.centring_version}  # all under the frozen centres
+    finally:
+        songspace.close()
+
+
 def test_a_part_is_written_as_i_of_n():
     from ingest.pipeline import Part
 
