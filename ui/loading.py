@@ -199,6 +199,7 @@ class LoadJob:
         except CatalogueError as error:
             # Messages name the file by the visitor's name, not the server's folder for it.
             self.error = str(error).replace(str(self.catalogue), repr(self.name))
+            self._discard_inputs()
         except Exception as error:  # noqa: BLE001 (a thread's failure must reach the page, not vanish)
             log.exception("loading %s failed", self.name)
             self.error = f"loading stopped ({error.__class__.__name__}); what was stored stays, and loading it again finishes it"
@@ -215,12 +216,26 @@ class LoadJob:
                 write_problems(problems, self.problems_path)
             reason = f"{len(problems)} rows rejected, reasons in the problems file" if problems else "it has no rows"
             self.error = f"no usable song in {self.name!r} ({reason}); nothing was stored"
+            self._discard_inputs()
             return
         self.total = len(songs)
         ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=BATCH_SIZE, progress=False)
         self.summary = ingestor.run(
             self.catalogue, problems_path=self.problems_path, read=(songs, problems), on_batch=self._advance
         )
+
+    def _discard_inputs(self) -> None:
+        """After a load that stored nothing: remove what was uploaded for it, keeping only the problems file."""
+        if not self.problems_path.is_file():
+            self.discard()
+            return
+        for entry in self.folder.iterdir():
+            if entry == self.problems_path:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     def _advance(self, songs: int) -> None:
         self.done = min(self.done + songs, self.total)

@@ -127,12 +127,15 @@ def test_a_catalogue_on_the_server_inside_the_allowed_folders(monkeypatch, catal
 def test_a_catalogue_without_a_usable_song_stores_nothing(monkeypatch, catalogue_settings, app, name, data, message, problems):
     use(monkeypatch, catalogue_settings)
     app.run()
-    upload(app, name, data)
+    upload(app, name, data, as_zip({"covers/forest0.png": make_cover((30, 120, 40), 0)}))
     wait_for_load(app)
     assert any(w.startswith(message) for w in messages(app)), messages(app)
     assert str(catalogue_settings.cache_dir) not in "\n".join(messages(app))
     assert app.sidebar.markdown[0].value.startswith("**9** songs")
     assert bool([b for b in app.download_button if b.key == "load-problems"]) == problems
+    # Nothing of the upload stays on the server: only the problems file, for its download.
+    kept = sorted(p.name for p in (catalogue_settings.cache_dir / "catalogues").rglob("*") if p.is_file())
+    assert kept == (["problems.csv"] if problems else [])
 
 
 def test_a_covers_zip_that_escapes_its_folder_is_refused(monkeypatch, catalogue_settings, app):
