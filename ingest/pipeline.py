@@ -283,30 +283,53 @@ class Ingestor:
         if kept:
             song.extra["enriched"] = sorted({*song.extra.get("enriched", []), *kept})
 
-    @classmethod
-    def _enrich(cls, songs: list[Song], spotify: SpotifyClient, problems: list[RowProblem]) -> EnrichSummary:
+    def _enrich(self, songs: list[Song], spotify: SpotifyClient, problems: list[RowProblem]) -> EnrichSummary:
         """Enrich from Spotify and record, per song, which fields enrichment filled.
 
         A Spotify id that enrichment gives a song is its identity from then on, so two songs of
-        the catalogue must never get the same one: the song that had it first (the catalogue's
-        own ids, then row order) keeps it, and the other keeps what the catalogue gave.
+        the catalogue must never get the same one: the song that has it already (stored under
+        it, or given it by the catalogue), else the first row, keeps it, and the other keeps
+        what the catalogue gave.
         """
         before = [{name: getattr(song, name) for name in ENRICHED_FIELDS} for song in songs]
         summary = enrich(songs, spotify, problems)
-        owners: dict[str, Song] = {}
-        for song, old in sorted(zip(songs, before), key=lambda pair: (pair[1]["spotify_id"] is None, pair[0].row)):
-            point_id = cls.point_id(song, "catalogue")
-            owner = owners.setdefault(point_id, song)
-            if owner is not song and old["spotify_id"] is None:
-                for name, value in old.items():
-                    setattr(song, name, value)
-                reason = f"Spotify gave the track {owner.spotify_id} of row {owner.row}'s song too; not used for this one"
-                problems.append(RowProblem(song.row, song.song_id, song.title, "kept", reason))
+        point_ids = [self.point_id(song, "catalogue") for song in songs]
+        given = sorted({i for song, old, i in zip(songs, before, point_ids) if old["spotify_id"] is None and song.spotify_id})
+        holders = self._stored_catalogue_songs(given)
+        claimed: dict[str, Song] = {}
+        for song, old, point_id in sorted(zip(songs, before, point_ids), key=lambda t: (t[1]["spotify_id"] is None, t[0].row)):
+            other, holder = claimed.get(point_id), holders.get(point_id)
+            if other is not None:
+                taken_by = f"row {other.row}'s song"
+            elif holder is not None and holder[0] != _catalogue_key(song.song_id, song.title, song.artists):
+                taken_by = f"the stored song {holder[1]!r}"
+            else:
+                taken_by = None
+            if taken_by is None or old["spotify_id"] is not None:  # the catalogue's own Spotify id stands
+                claimed.setdefault(point_id, song)
+                continue
+            reason = f"Spotify gave the track {song.spotify_id} of {taken_by} too; not used for this one"
+            for name, value in old.items():
+                setattr(song, name, value)
+            problems.append(RowProblem(song.row, song.song_id, song.title, "kept", reason))
         for song, old in zip(songs, before):
             filled = [name for name, value in old.items() if value is None and getattr(song, name) is not None]
             if filled:
                 song.extra["enriched"] = sorted({*song.extra.get("enriched", []), *filled})
         return summary
+
+    def _stored_catalogue_songs(self, point_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """For each of these points that holds a catalogue song: its identity and title."""
+        found: dict[str, tuple[str, str]] = {}
+        if not point_ids or not self.index.exists():
+            return found
+        for start in range(0, len(point_ids), 1024):
+            for point in self.index.get(point_ids[start : start + 1024], with_vectors=False):
+                payload = point.payload
+                if payload.get("source") == "catalogue":
+                    title = str(payload.get("title", ""))
+                    found[point.point_id] = (_catalogue_key(payload.get("song_id"), title, list(payload.get("artists", []))), title)
+        return found
 
     def run(
         self,
@@ -519,6 +542,11 @@ class Ingestor:
                 vectors[COVER] = covers[prepared.payload[COVER_HASH]]
             points.append(SongPoint(prepared.point_id, prepared.payload, vectors, prepared.words))
         return points
+
+
+def _catalogue_key(song_id: str | None, title: str, artists: list[str]) -> str:
+    """What makes a catalogue song itself: its catalogue id, else its artists and title."""
+    return f"id:{song_id}" if song_id else _named_point_id(title, artists)
 
 
 def _named_point_id(title: str, artists: list[str]) -> str:

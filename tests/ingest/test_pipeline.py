@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
 from search.index import COVER, LYRICS, open_index
-from tests.conftest import SEA_LYRICS, make_cover
+from tests.conftest import SEA_LYRICS, drop_collection, make_cover
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -315,18 +316,36 @@ def test_two_rows_that_spotify_matches_to_one_track_stay_two_songs(online_settin
         {"id": "h1", "title": "Harbour Lights", "artist": "The Tides", "lyrics": SEA_LYRICS[0]},
         {"id": "h2", "title": "Harbour Lights - Remastered 2009", "artist": "The Tides", "lyrics": SEA_LYRICS[1]},
     ]
-    catalogue = write_catalogue(rows)
-    songspace = open_songspace(online_settings)
-    try:
-        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
-        summary = ingestor.run(catalogue, spotify=SpotifyClient(online_settings))
-    finally:
-        songspace.close()
+
+    def enriched_run(rows):
+        songspace = open_songspace(online_settings)
+        try:
+            ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+            return ingestor.run(write_catalogue(rows), spotify=SpotifyClient(online_settings))
+        finally:
+            songspace.close()
+
+    def holder(summary):
+        (problem,) = summary.problems
+        assert problem.outcome == "kept" and "not used for this one" in problem.reason
+        return problem
+
+    summary = enriched_run(rows)  # in one run: the first row keeps the track
     stored = {p["song_id"]: p for p in stored_songs(online_settings)}
     assert summary.inserted == 2 and set(stored) == {"h1", "h2"}  # neither row replaced the other
     assert stored["h1"]["spotify_id"] == TRACKS[0].id and "spotify_id" not in stored["h2"]
-    (problem,) = [p for p in summary.problems if p.song_id == "h2"]
-    assert problem.outcome == "kept" and "row 1" in problem.reason
+    assert holder(summary).song_id == "h2" and "row 1" in holder(summary).reason
+
+    drop_collection(online_settings)
+    shutil.rmtree(online_settings.qdrant_path, ignore_errors=True)
+    enriched_run(rows[1:])  # the second song first, alone: it gets the track
+    summary = enriched_run(rows)  # then both: the stored song keeps it, whatever the rows' order
+    stored = {p["song_id"]: p for p in stored_songs(online_settings)}
+    assert (summary.inserted, summary.unchanged) == (1, 1) and set(stored) == {"h1", "h2"}
+    assert stored["h2"]["spotify_id"] == TRACKS[0].id and "spotify_id" not in stored["h1"]
+    assert holder(summary).song_id == "h1" and "Remastered" in holder(summary).reason
+    summary = enriched_run(rows[:1])  # and a run without the song that holds the track
+    assert holder(summary).song_id == "h1" and {p["song_id"] for p in stored_songs(online_settings)} == {"h1", "h2"}
 
 
 def test_add_stores_several_songs_at_once_each_at_its_own_point(settings):
