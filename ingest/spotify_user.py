@@ -43,6 +43,7 @@ ITEMS_PER_REQUEST = 100  # the most Spotify adds in one request
 REFRESH_MARGIN_S = 60  # refresh this long before the access token expires, not after a refusal
 DEFAULT_PLAYLIST_NAME = "Songspace recommendations"
 LOGIN_TTL_S = 600  # how long a login may take on Spotify's pages
+MAX_PENDING_LOGINS = 1000  # logins under way at once, the oldest forgotten first: visitors' clicks cannot pile up
 _WRITE_ERRORS = {
     403: (
         "Spotify refused to change this account's playlists (HTTP 403). An app in development mode "
@@ -75,11 +76,12 @@ class SavedPlaylist:
 
 class PendingLogins:
     """Logins under way, by their state, for a page whose session does not survive the trip to
-    Spotify and back (the redirect loads the page afresh). Kept in memory, single use, and only
-    for `ttl_s`; `keep` travels along (say, the songs to save)."""
+    Spotify and back (the redirect loads the page afresh). Kept in memory, single use, only for
+    `ttl_s`, and at most `max_pending` at once; `keep` travels along (say, the songs to save)."""
 
-    def __init__(self, ttl_s: float = LOGIN_TTL_S) -> None:
+    def __init__(self, ttl_s: float = LOGIN_TTL_S, max_pending: int = MAX_PENDING_LOGINS) -> None:
         self.ttl_s = ttl_s
+        self.max_pending = max_pending
         self._pending: dict[str, tuple[float, LoginRequest, Any]] = {}
         self._lock = threading.Lock()
 
@@ -89,6 +91,8 @@ class PendingLogins:
         with self._lock:
             self._pending = {k: v for k, v in self._pending.items() if now - v[0] < self.ttl_s}
             self._pending[request.state] = (now, request, keep)
+            while len(self._pending) > self.max_pending:
+                del self._pending[next(iter(self._pending))]
 
     def take(self, state: str) -> tuple[LoginRequest, Any] | None:
         """The login with this state and what was kept with it, once; None if unknown or expired."""

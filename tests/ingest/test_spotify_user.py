@@ -169,3 +169,12 @@ def test_an_old_or_unknown_login_is_gone(user_settings):
     assert pending.take("someone else's state") is None
     time.sleep(0.3)
     assert pending.take(request.state) is None
+
+
+def test_logins_under_way_are_capped_the_oldest_forgotten(user_settings):
+    pending = PendingLogins(max_pending=2)
+    first, second, third = (start_login(user_settings) for _ in range(3))
+    for request in (first, second, third):
+        pending.add(request)
+    assert pending.take(first.state) is None  # a page's visitors clicking Save cannot fill its memory
+    assert pending.take(second.state)[0] == second and pending.take(third.state)[0] == third
