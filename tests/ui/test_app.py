@@ -17,11 +17,12 @@ from tests.fakes import HOSTILE_TITLE, TRACKS
 from tests.ui.apptest import APP, card_scores, card_titles, cards, pick_by_title, use
 from tests.ui.oracle import point_ids
 
+
 def test_search_pick_and_recommend(monkeypatch, catalogue_settings, app):
     use(monkeypatch, catalogue_settings)
     app.run()
     assert not app.exception
-    assert "9" in app.sidebar.markdown[0].value  # songs in the store
+    assert app.sidebar.markdown[0].value.startswith("**9** songs in ")  # songs in the store
     assert any("cover encoder" in c.value for c in app.sidebar.caption)  # which encoder, and why
     pick_by_title(app, "sea sng 1", "Sea Song 1")  # a typo, different case
     titles = card_titles(app)

@@ -37,7 +37,8 @@ def test_an_album_becomes_liked_seeds(monkeypatch, catalogue_settings, services,
     assert "Your seeds: 4 liked, 0 disliked" in [e.label for e in app.expander]
     assert card_titles(app) and not any(t.startswith("Catalogue Song 1-") for t in card_titles(app))  # seeds never shown
     paste(app, ALBUM)  # again: nothing new is stored
-    assert "0 added" not in "\n".join(messages(app)) and song_count(app) == 13
+    said = "\n".join(messages(app))
+    assert "4 of its songs are seeds" in said and "added to the catalogue" not in said and song_count(app) == 13
 
 
 def test_a_playlist_is_capped_and_its_odd_entries_explained(monkeypatch, catalogue_settings, services, app):
