@@ -64,8 +64,25 @@ def resolve_encoders(settings: Settings, index: SongIndex) -> tuple[IndexEncoder
     image_name, notice = choose_image_encoder(settings.image_encoder, settings.resnet50_weights, settings.device)
     text = text_encoder(settings.text_encoder or DEFAULT_TEXT_ENCODER, settings.lyrics_long_text, settings.device)
     image = image_encoder(image_name, settings.resnet50_weights, settings.device)
-    encoders = IndexEncoders(text.name, text.dim, image.name, image.dim, text.long_text, text_fingerprint=text.fingerprint)
+    encoders = IndexEncoders(
+        text.name, text.dim, image.name, image.dim, text.long_text,
+        text_fingerprint=text.fingerprint, image_fingerprint=image.fingerprint,
+    )
     return encoders, f"lyrics encoder {text.name}; {notice}"
+
+
+E = TypeVar("E", TextEncoder, ImageEncoder)
+
+
+def _recorded(encoder: E, recorded: str, kind: str) -> E:
+    """The encoder, if it is the model the collection records (collections that record none pass)."""
+    if recorded and encoder.fingerprint != recorded:
+        raise EncoderMismatch(
+            f"the {kind} model {encoder.name!r} is not the one that built this collection (its configuration "
+            f"or weights changed: {encoder.fingerprint} instead of {recorded}). Restore that model, or load "
+            "the catalogue into another collection with --collection / QDRANT_COLLECTION."
+        )
+    return encoder
 
 
 @dataclass
@@ -82,19 +99,13 @@ class Embedder:
     def text(self) -> TextEncoder:
         """The lyrics encoder (loaded once per process), checked to be the model the collection records."""
         encoder = text_encoder(self.encoders.text, self.encoders.long_text, self.settings.device)
-        recorded = self.encoders.text_fingerprint
-        if recorded and encoder.fingerprint != recorded:
-            raise EncoderMismatch(
-                f"the text model {self.encoders.text!r} is not the one that built this collection (its "
-                f"configuration or weights changed: {encoder.fingerprint} instead of {recorded}). Restore "
-                "that model, or load the catalogue into another collection with --collection / QDRANT_COLLECTION."
-            )
-        return encoder
+        return _recorded(encoder, self.encoders.text_fingerprint, "text")
 
     @property
     def image(self) -> ImageEncoder:
-        """The cover encoder (loaded once per process)."""
-        return image_encoder(self.encoders.image, self.settings.resnet50_weights, self.settings.device)
+        """The cover encoder (loaded once per process), checked to be the model the collection records."""
+        encoder = image_encoder(self.encoders.image, self.settings.resnet50_weights, self.settings.device)
+        return _recorded(encoder, self.encoders.image_fingerprint, "cover")
 
     @property
     def words(self) -> WordsEncoder:
@@ -108,7 +119,7 @@ class Embedder:
     def _cache_key(self, modality: str) -> str:
         if modality == LYRICS:
             return f"{self.encoders.text}/{self.encoders.long_text}/{self.encoders.text_fingerprint}"
-        return self.encoders.image
+        return f"{self.encoders.image}/{self.encoders.image_fingerprint}"
 
     def cached(self, modality: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Vectors already in the cache for these content hashes."""

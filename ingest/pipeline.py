@@ -66,6 +66,7 @@ class IngestSummary:
     elapsed_seconds: float = 0.0
     # Where the time went: reading, waiting for loaded covers, each encoder, writing to the store.
     stages: dict[str, float] = field(default_factory=dict)
+    sampled: int = 0  # songs of the whole catalogue part 1 stored first, to learn the centres
     problems_path: Path | None = None
     problems: list[RowProblem] = field(default_factory=list)
     enrichment: EnrichSummary | None = None
@@ -79,6 +80,11 @@ class IngestSummary:
             f"lyrics missing {self.lyrics_missing}  cover missing {self.cover_missing}",
             f"{self.elapsed_seconds:.1f} s ({rate:.1f} songs/s), model time {self.model_seconds:.1f} s",
         ]
+        if self.sampled:
+            lines.append(
+                f"centres learned from {self.sampled} songs of the whole catalogue, stored first "
+                "(their own parts find them unchanged)"
+            )
         if self.enrichment is not None:
             lines.append(self.enrichment.line())
         if self.problems_path is not None:
@@ -361,7 +367,7 @@ class Ingestor:
         sample: list[Song] = []
         if part is not None:
             identity = {song.row: self.point_id(song, "catalogue") for song in songs}
-            if part.index == 1 and not dry_run and not self.index.centring_final:
+            if part.index == 1 and not dry_run and not self.index.centres_shared:
                 # Part 1 learns the centres that every part uses, from a sample of the whole
                 # catalogue chosen by identity (so any machine would choose the same songs).
                 sample = sorted(songs, key=lambda s: identity[s.row])[:CENTRE_SAMPLE]
@@ -376,6 +382,7 @@ class Ingestor:
         if sample:
             self._ingest(sample, catalogue.parent, [], IngestSummary(), dry_run=False)
             self.index.recentre(freeze=True)
+            summary.sampled = len(sample)
         elif part is not None and not dry_run:
             self._wait_for_centres(part, wait_for_centres_s)
         self._ingest(songs, catalogue.parent, problems, summary, dry_run, on_batch)
@@ -441,7 +448,7 @@ class Ingestor:
         deadline = time.monotonic() + patience_s
         while True:
             self.index.reload()
-            if self.index.centring_final:
+            if self.index.centres_shared:
                 return
             if time.monotonic() >= deadline:
                 raise CentresNotReady(
@@ -453,13 +460,14 @@ class Ingestor:
     def add(self, songs: list[Song], source: str) -> tuple[IngestSummary, list[PreparedSong]]:
         """Store a few songs at once (no progress bar, no problems file), as unseen songs arrive.
 
-        A song already stored from another source (a catalogue song, say) is never replaced.
+        A stored song is never replaced from here: not a catalogue song, and not a song another
+        visitor added by hand under the same title and artist (the first one stays).
         """
         summary = IngestSummary(read=len(songs))
         problems: list[RowProblem] = []
         identities = self.identify(songs, source)
         prepared = [self.prepare(song, None, source, identity) for song, identity in zip(songs, identities)]
-        kept = [p for p in self._screen(prepared, problems) if not p.stored or p.stored.get("source") == source]
+        kept = [p for p in self._screen(prepared, problems) if not p.stored]
         self.index.upsert(self._store(kept, summary))
         self.index.recentre()
         summary.rejected = sum(p.outcome == "rejected" for p in problems)

@@ -50,8 +50,9 @@ def _insert(songspace: Songspace, song: Song, source: str, notes: list[str]) -> 
         return AddedSong(match, inserted=False, notes=["already in the catalogue"])
     ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
     summary, (prepared,) = ingestor.add([song], source)
-    if prepared.stored and prepared.stored.get("source") != source:  # never replaced: use it
-        return AddedSong(songspace.index.get([prepared.point_id])[0], inserted=False, notes=["already in the catalogue"])
+    if prepared.stored:  # a stored song is never replaced from the page: use it
+        where = "in the catalogue" if prepared.stored.get("source") != "user" else "added by a visitor"
+        return AddedSong(songspace.index.get([prepared.point_id])[0], inserted=False, notes=[f"already {where}"])
     if prepared.cover_problem:
         notes.append(f"cover not usable ({prepared.cover_problem})")
     has_lyrics, has_cover = LYRICS_HASH in prepared.payload, COVER_HASH in prepared.payload

@@ -81,6 +81,7 @@ class IndexEncoders:
     long_text: str = "windows"
     words: str = "bm25-english"
     text_fingerprint: str = ""  # the text model's configuration and weights ("" if not recorded)
+    image_fingerprint: str = ""  # the cover model's preprocessing and weights ("" if not recorded)
 
     def to_metadata(self) -> dict[str, Any]:
         """The form stored in the collection's metadata."""
@@ -244,19 +245,22 @@ class SongIndex:
 
     def centring(self) -> dict[str, dict[str, Any]]:
         """Per modality: how many songs its centre was learned from, and whether it is final."""
-        frozen = bool(self.metadata().get("centring_final"))
+        frozen = set(self.metadata().get("frozen", []))
         return {
-            m: {"songs": c["songs"], "final": frozen or c["songs"] >= CENTRE_SONGS}
+            m: {"songs": c["songs"], "final": m in frozen or c["songs"] >= CENTRE_SONGS}
             for m, c in self.metadata().get("centres", {}).items()
         }
 
     @property
     def centring_final(self) -> bool:
-        """Whether the centres will never change again (frozen, or learned from enough songs)."""
+        """Whether the centres will never change again (each frozen, or learned from enough songs)."""
         centring = self.centring()
-        return bool(self.metadata().get("centring_final")) or (
-            len(centring) == len(MODALITIES) and all(c["final"] for c in centring.values())
-        )
+        return len(centring) == len(MODALITIES) and all(c["final"] for c in centring.values())
+
+    @property
+    def centres_shared(self) -> bool:
+        """Whether the centres for a catalogue loaded in parts have been learned (by part 1)."""
+        return bool(self.metadata().get("sample_centred"))
 
     def reload(self) -> None:
         """Forget the cached metadata, to see what another process recorded."""
@@ -276,18 +280,22 @@ class SongIndex:
 
         A modality is centred once it has MIN_CENTRE_SONGS songs; its centre is learned again
         each time it has grown, from up to CENTRE_SONGS songs, and never changes once learned
-        from that many, or once `freeze` was asked for (as before loading a catalogue in parts,
-        whose parts must all use one centre). Songs whose fused vector used other centres are
-        rewritten (the raw vectors are stored, so this is exact and can be redone after an
-        interruption). Returns the modalities whose centre changed.
+        from that many, or once `freeze` was asked for (part 1 of a catalogue loaded in parts
+        learns the centres every part uses, and records that it has). A modality with too few
+        songs to learn from is never frozen: it is centred later, once it has enough. Songs whose
+        fused vector used other centres are rewritten (the raw vectors are stored, so this is
+        exact and can be redone after an interruption, or after a write that raced a change).
+        Returns the modalities whose centre changed.
         """
-        if self.centring_final:
+        if self.centring_final and not freeze:
+            self._refresh_fused()
             return []
         recorded = dict(self.metadata().get("centres", {}))
+        frozen = set(self.metadata().get("frozen", []))
         changed = []
         for modality in MODALITIES:
             used = recorded.get(modality, {}).get("songs", 0)
-            if used >= CENTRE_SONGS:
+            if used >= CENTRE_SONGS or modality in frozen:
                 continue
             having = Filter(must=(Match("vectors", (modality,)),))
             count = self.count(having)
@@ -296,8 +304,11 @@ class SongIndex:
             sample = self._raw_vectors(having, modality, CENTRE_SONGS)
             recorded[modality] = {"vector": np.mean(sample, axis=0).tolist(), "songs": len(sample)}
             changed.append(modality)
+        if freeze:
+            frozen |= set(recorded)
         if changed or freeze:
-            self.engine.update_metadata({"centres": recorded, **({"centring_final": True} if freeze else {})})
+            shared = {"frozen": sorted(frozen), "sample_centred": True} if freeze else {}
+            self.engine.update_metadata({"centres": recorded, **shared})
             self.reload()
         self._refresh_fused()
         return changed

@@ -74,10 +74,10 @@ def migrate(source: Engine, target: SongIndex) -> Migration:
         # stay final here.
         songs = min(CENTRE_SONGS, source.count())
         recorded: dict[str, Any] = {m: {"vector": c.tolist(), "songs": songs} for m, c in old_centres.items()}
-        target.engine.update_metadata({"centres": recorded, "centring_final": True})
+        target.engine.update_metadata({"centres": recorded, "frozen": sorted(recorded)})
     else:
         target.engine.update_metadata(
-            {k: metadata[k] for k in ("centres", "centring_final") if k in metadata}
+            {k: metadata[k] for k in ("centres", "frozen", "sample_centred") if k in metadata}
         )
     target.reload()
     copied = without_words = 0

@@ -102,11 +102,9 @@ class Recommendation:
         }
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
+def _unit(vector: np.ndarray) -> np.ndarray | None:
     norm = float(np.linalg.norm(vector))
-    if norm < 1e-6:
-        raise ValueError("a query vector is zero: the liked and disliked songs cancel out")
-    return (vector / norm).astype(np.float32)
+    return None if norm < 1e-6 else (vector / norm).astype(np.float32)
 
 
 def _mean_words(points: list[SongPoint]) -> dict[int, float]:
@@ -125,8 +123,9 @@ def seed_query(
 ) -> Query:
     """A query from seed songs: per modality, the mean of the liked songs minus that of the disliked.
 
-    The same holds for words. A modality that no liked song has is left out, so the search uses
-    the others alone. The seeds themselves (and, if asked, the liked songs' artists) are excluded.
+    The same holds for words. A modality that no liked song has, or in which the liked and
+    disliked songs cancel out, is left out, so the search uses the others alone; if none is left,
+    it is a ValueError. The seeds themselves (and, if asked, the liked songs' artists) are excluded.
     """
     vectors = {}
     for modality in MODALITIES:
@@ -137,7 +136,11 @@ def seed_query(
         disliked = [p.vectors[modality] for p in negatives if modality in p.vectors]
         if disliked:
             vector = vector - np.mean(disliked, axis=0)
-        vectors[modality] = _unit(vector)
+        unit = _unit(vector)
+        if unit is not None:
+            vectors[modality] = unit
+    if not vectors:
+        raise ValueError("the liked and disliked songs cancel out: there is nothing left to search for")
     words = None
     liked_words = [p for p in positives if p.words]
     if LYRICS in vectors and liked_words:
@@ -155,13 +158,11 @@ def seed_query(
     return Query(vectors, words, filters)
 
 
-def normalised_weights(query: Query, lyrics_weight: float, cover_weight: float | None = None) -> dict[str, float]:
-    """Weights over the modalities the query has, summing to 1."""
-    if cover_weight is None:
-        cover_weight = 1.0 - lyrics_weight
-    if not (0.0 <= lyrics_weight <= 1.0 and cover_weight >= 0.0):
+def normalised_weights(query: Query, lyrics_weight: float) -> dict[str, float]:
+    """Weights over the modalities the query has, summing to 1 (the cover's is 1 - lyrics weight)."""
+    if not 0.0 <= lyrics_weight <= 1.0:
         raise ValueError("the lyrics weight must be between 0 and 1")
-    raw = {LYRICS: lyrics_weight, COVER: cover_weight}
+    raw = {LYRICS: lyrics_weight, COVER: 1.0 - lyrics_weight}
     raw = {m: w for m, w in raw.items() if m in query.vectors and w > 0}
     if not raw:  # the only weighted modality is one the query lacks: use what the query has
         raw = {m: 1.0 for m in query.vectors}
@@ -304,7 +305,6 @@ def recommend(
     lyrics_weight: float = DEFAULT_LYRICS_WEIGHT,
     k: int = 10,
     diversity: float = 0.0,
-    cover_weight: float | None = None,
     words_weight: float = DEFAULT_WORDS_WEIGHT,
 ) -> list[Recommendation]:
     """Recommend `k` songs for a query; `diversity` in [0, 1] re-ranks by MMR (0 keeps exact order)."""
@@ -314,7 +314,7 @@ def recommend(
         raise ValueError("diversity must be between 0 and 1")
     if not 0.0 <= words_weight <= 1.0:
         raise ValueError("the words weight must be between 0 and 1")
-    weights = normalised_weights(query, lyrics_weight, cover_weight)
+    weights = normalised_weights(query, lyrics_weight)
     ranked = exact_top(index, query, weights, 4 * k if diversity > 0 else k, words_weight)
     points = {p.point_id: p for p in index.get([r.point_id for r in ranked])}
     ranked = [r for r in ranked if r.point_id in points]  # a song deleted meanwhile is dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -12,6 +13,18 @@ DEVICE_SETTINGS = ("auto", "cpu", "cuda")
 
 class EncoderUnavailable(RuntimeError):
     """An encoder was asked for but cannot be had; the message says how to provide it."""
+
+
+def fingerprint(model: torch.nn.Module, description: str) -> str:
+    """Identifies a model by what it computes: its description and every weight, not its path.
+
+    A collection records it, so that a model changed under the same name (a local folder or a
+    weights file overwritten, say) can never mix its vectors with the old ones.
+    """
+    digest = hashlib.sha256(description.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import re
 import sys
 from collections.abc import Callable
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ingest.encoders.base import RUNTIMES, Runtime
+from ingest.encoders.base import RUNTIMES, Runtime, fingerprint
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
@@ -28,6 +30,11 @@ class ImageEncoder:
         self.model = model.eval().to(runtime.torch_device, memory_format=torch.channels_last)
         self.transform = transform
         self.dim = dim
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Identifies the model: its name, preprocessing and weights (see `base.fingerprint`)."""
+        return fingerprint(self.model, f"{self.name} {self.dim} {self.transform!r}")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Turn one image into the model's input tensor (safe to run in worker threads)."""

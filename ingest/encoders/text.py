@@ -11,7 +11,6 @@ so that long lyrics are windowed, not truncated.
 from __future__ import annotations
 
 import functools
-import hashlib
 
 import json
 import re
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ingest.encoders.base import RUNTIMES, EncoderUnavailable, Runtime
+from ingest.encoders.base import RUNTIMES, EncoderUnavailable, Runtime, fingerprint
 
 _SECTION_MARKER = re.compile(r"\[[^\]\n]{0,60}\]")
 _WHITESPACE = re.compile(r"\s+")
@@ -285,18 +284,11 @@ class TextEncoder:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """Identifies the model: its configuration, windows and weights.
-
-        A collection records it, so that a model changed under the same name (a local folder
-        overwritten, say) can never mix its vectors with the old ones.
-        """
-        digest = hashlib.sha256(repr((self.config, self.max_tokens, self.long_text)).encode())
+        """Identifies the model: its configuration, windows and weights (see `base.fingerprint`)."""
         # Where the model was loaded from, and by which transformers, do not change what it computes.
         config = {k: v for k, v in self.model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
-        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-        for name, tensor in sorted(self.model.state_dict().items()):
-            digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        description = repr((self.config, self.max_tokens, self.long_text)) + json.dumps(config, sort_keys=True, default=str)
+        return fingerprint(self.model, description)
 
     def encode_query(self, texts: list[str]) -> np.ndarray:
         """Embed queries (a description typed on the page), with the model's query prompt if it has one."""

@@ -144,8 +144,9 @@ class ClientEngine(Engine):
             vectors[spec.name] = models.VectorParams(
                 size=spec.size,
                 distance=_DISTANCES[spec.distance],
-                # Only the ranking vector is searched; the others are read by id, so they live on disk.
-                on_disk=settings.on_disk,
+                # Only the ranking vector is searched (its quantized copy stays in RAM); the others are
+                # read by id, a few songs at a time, so they always live on disk.
+                on_disk=settings.on_disk if searched else True,
                 hnsw_config=None if searched else models.HnswConfigDiff(m=0),
                 quantization_config=quantization if searched else None,
             )

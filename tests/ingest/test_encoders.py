@@ -490,3 +490,19 @@ def test_a_collection_refuses_a_changed_model_under_its_name(tiny_models, tmp_pa
 
     matching = replace(recorded, text_fingerprint=text_encoder(str(folder)).fingerprint)
     assert Embedder(matching, Settings(cache_dir=tmp_path / "cache")).text.dim == 32
+
+
+def test_a_collection_refuses_a_changed_cover_model(tmp_path):
+    from ingest.embedder import Embedder
+    from ingest.encoders import image_encoder
+    from search.index import EncoderMismatch, IndexEncoders
+    from search.settings import Settings
+
+    lite0 = image_encoder("efficientnet-lite0")
+    assert lite0.fingerprint == image_encoder("efficientnet-lite0").fingerprint
+    recorded = IndexEncoders("all-MiniLM-L6-v2", 384, "efficientnet-lite0", 1280, image_fingerprint="0" * 16)
+    with pytest.raises(EncoderMismatch, match="cover model 'efficientnet-lite0' is not the one"):
+        Embedder(recorded, Settings(cache_dir=tmp_path / "cache")).image  # noqa: B018
+    from dataclasses import replace
+
+    assert Embedder(replace(recorded, image_fingerprint=lite0.fingerprint), Settings(cache_dir=tmp_path / "c")).image is lite0

@@ -201,3 +201,11 @@ def test_tracks_with_nothing_to_recommend_from_are_left_out_with_the_reason(song
     assert songspace.index.count() == count
     assert "left out: 'Catalogue Song 1-0': neither lyrics nor a cover could be had, so there is nothing to recommend from" in added.lines()
     assert "only its first 2 songs were taken; it has 4 entries" in added.lines()
+
+
+def test_a_visitor_cannot_overwrite_another_visitors_song(songspace):
+    first = add_user_song(songspace, "My Song", "Me", lyrics=SEA_LYRICS[0])
+    second = add_user_song(songspace, "my song", "ME", lyrics=CITY_LYRICS[0])
+    assert first.inserted and not second.inserted and second.message == "already added by a visitor"
+    (stored,) = songspace.index.get([first.point.point_id])
+    assert stored.payload["lyrics_excerpt"].startswith(SEA_LYRICS[0][:40])  # the first one stays

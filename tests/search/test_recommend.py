@@ -109,7 +109,8 @@ class Oracle:
                 continue
             neg = [self.vectors[i][m] for i in disliked if m in self.vectors[i]]
             v = np.mean(pos, axis=0) - (np.mean(neg, axis=0) if neg else 0)
-            vectors[m] = v / np.linalg.norm(v)
+            if np.linalg.norm(v) > 1e-6:  # liked and disliked cancelling out leave the modality out
+                vectors[m] = v / np.linalg.norm(v)
         words: dict[int, float] = {}
         # Words follow the same rule as the vectors: left out when no liked song has any.
         if LYRICS in vectors and any(self.points[i].words for i in liked):
@@ -230,11 +231,12 @@ def test_exact_top_equals_the_oracle_for_every_query_shape(index, catalogue, ora
     if shape["kind"] == "seeds":
         liked = [points[i].point_id for i in shape["liked"]]
         disliked = [points[i].point_id for i in shape["disliked"]]
+        vectors, words = oracle.seed(liked, disliked)
         try:
             query = seed_query(index.get(liked), index.get(disliked), shape["exclude_artists"], shape["filters"])
-        except ValueError:  # liked and disliked cancel out exactly: refused, nothing to compare
+        except ValueError:  # liked and disliked cancel out in every modality: nothing to look for
+            assert vectors == {}
             return
-        vectors, words = oracle.seed(liked, disliked)
         for m in DIMS:
             assert (m in query.vectors) == (m in vectors)
             if m in vectors:
@@ -340,6 +342,17 @@ def test_results_explain_themselves(index, catalogue):
         lyrics_part = 0.8 * (r.lyrics_score or 0) + 0.2 * (r.words_score or 0)
         assert r.score == pytest.approx(0.3 * lyrics_part + 0.7 * (r.cover_score or 0), abs=1e-5)
         assert set(r.to_dict()) == {"point_id", "song_id", "title", "artists", "score", "lyrics_score", "cover_score", "words_score"}
+
+
+def test_a_modality_where_likes_and_dislikes_cancel_is_left_out():
+    lyrics = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    liked = SongPoint("a", {}, {LYRICS: lyrics, COVER: np.array([1.0, 0.0], dtype=np.float32)})
+    disliked = SongPoint("b", {}, {LYRICS: lyrics, COVER: np.array([0.0, 1.0], dtype=np.float32)})
+    query = seed_query([liked], [disliked])
+    assert set(query.vectors) == {COVER}  # the lyrics cancel out; the covers still say something
+    assert np.allclose(query.vectors[COVER], np.array([1.0, -1.0]) / np.sqrt(2))
+    with pytest.raises(ValueError, match="cancel out"):
+        seed_query([liked], [SongPoint("c", {}, dict(liked.vectors))])
 
 
 def test_seed_without_cover_searches_by_lyrics_alone(index, catalogue):

@@ -215,7 +215,7 @@ def test_an_older_local_store_migrates_exactly_and_regains_its_words(settings, t
             for m in (LYRICS, COVER):  # the encoders' vectors, recovered exactly from the centred ones
                 assert np.allclose(hit.vectors[m], raw[hit.point_id][m], atol=1e-5)
         assert all(np.allclose(index.centres[m], centres[m], atol=1e-6) for m in (LYRICS, COVER))
-        assert index.centring_final
+        assert index.centring_final  # the older version's centres, frozen
     finally:
         index.close()
     from ingest.__main__ import main as ingest_main
