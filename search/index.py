@@ -62,7 +62,8 @@ _ID_NAMESPACE = uuid.UUID("5d0b7f0e-3c55-4c8e-9a7e-1f3c2b9a6d41")
 
 __all__ = [
     "COVER", "FUSED", "LYRICS", "MODALITIES", "WORDS", "EncoderMismatch", "IndexEncoders", "SongIndex",
-    "SongIndexError", "SongPoint", "StoreUnavailable", "normalise_text", "open_index", "search_key", "song_point_id",
+    "SongIndexError", "SongPoint", "StoreUnavailable", "normalise_text", "older_format", "open_index", "search_key",
+    "song_point_id",
 ]
 
 
@@ -148,6 +149,12 @@ def _derived(payload: dict[str, Any]) -> dict[str, Any]:
     return {"title_key": normalise_text(title), "search_text": search_key(title, artists)}
 
 
+def older_format(metadata: dict[str, Any]) -> bool:
+    """Whether a collection was made by the Songspace before the engines: centred vectors stored,
+    no fused vector, its centres recorded as plain lists."""
+    return any(not isinstance(c, dict) for c in metadata.get("centres", {}).values())
+
+
 def open_index(settings: Settings) -> SongIndex:
     """Open the store the settings name (an embedded engine or a server) at QDRANT_COLLECTION."""
     return SongIndex(open_engine(settings), settings.collection)
@@ -203,7 +210,7 @@ class SongIndex:
         was built with them."""
         recorded = self.encoders
         if recorded is not None:
-            if any(not isinstance(c, dict) for c in self.metadata().get("centres", {}).values()):
+            if older_format(self.metadata()):
                 raise EncoderMismatch(
                     f"collection {self.collection!r} was made by an older Songspace (its vectors are "
                     "stored centred, without the fused vector this version searches). Copy it into a "
@@ -239,12 +246,14 @@ class SongIndex:
         measurably sharpens both modalities (see the README's quality table).
         """
         if self._centres is None:
-            recorded = self.metadata().get("centres", {})
+            recorded = {} if older_format(self.metadata()) else self.metadata().get("centres", {})
             self._centres = {m: np.asarray(c["vector"], dtype=np.float32) for m, c in recorded.items()}
         return self._centres
 
     def centring(self) -> dict[str, dict[str, Any]]:
         """Per modality: how many songs its centre was learned from, and whether it is final."""
+        if older_format(self.metadata()):
+            return {}
         frozen = set(self.metadata().get("frozen", []))
         return {
             m: {"songs": c["songs"], "final": m in frozen or c["songs"] >= CENTRE_SONGS}

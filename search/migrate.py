@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 
 from search.engines.base import Engine, SparseVector
-from search.index import CENTRE_SONGS, COVER, LYRICS, MODALITIES, WORDS, IndexEncoders, SongIndex, SongPoint
+from search.index import (
+    CENTRE_SONGS,
+    COVER,
+    LYRICS,
+    MODALITIES,
+    WORDS,
+    IndexEncoders,
+    SongIndex,
+    SongPoint,
+    older_format,
+)
 
 PAGE = 256
 
@@ -65,7 +75,7 @@ def migrate(source: Engine, target: SongIndex) -> Migration:
             f"collection {target.collection!r} already holds songs: migrate into a new collection "
             "(--collection NAME), or delete it first with `python -m search.store delete --all --yes`"
         )
-    older = any(not isinstance(c, dict) for c in metadata.get("centres", {}).values())
+    older = older_format(metadata)
     target.ensure(encoders, str(metadata.get("encoder_notice", "")))
     old_centres: dict[str, np.ndarray] = {}
     if older:

@@ -44,7 +44,7 @@ from search.cli import (
     with_collection,
     year_range,
 )
-from search.index import SongIndex, SongPoint, open_index
+from search.index import SongIndex, SongPoint, older_format, open_index
 from search.recommend import Filters
 from search.settings import ENGINES, Settings, load_settings
 from search.titles import TitleIndex
@@ -220,6 +220,8 @@ def store_status(index: SongIndex, settings: Settings) -> dict[str, Any]:
         "encoders": asdict(encoders) if encoders else None,
         "encoder_notice": index.encoder_notice,
         "centred": sorted(index.centres or {}),  # the modalities whose vectors are centred
+        "centring": index.centring(),  # per modality: songs its centre was learned from, final or not
+        "older_format": older_format(index.metadata()),  # made by an older Songspace: migrate it
         "sources": dict(index.facet("source")),
     }
 
@@ -239,7 +241,12 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
     if status["encoder_notice"]:
         lines.append(f"chosen: {status['encoder_notice']}")
-    lines.append("centred: " + (", ".join(status["centred"]) or "no"))
+    if status["older_format"]:
+        lines.append("made by an older Songspace: copy it into a new store with `python -m search.store migrate --from PATH`")
+    centring = status["centring"]
+    lines.append("centred: " + (", ".join(
+        f"{m} ({'final, ' if c['final'] else ''}from {c['songs']} songs)" for m, c in sorted(centring.items())
+    ) or "not yet (each modality is centred once 32 songs have it)"))
     sources = ", ".join(f"{source} {count}" for source, count in status["sources"].items())
     lines.append(f"sources: {sources or 'none'}")
     return lines

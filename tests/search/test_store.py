@@ -65,7 +65,8 @@ def test_status_names_the_store_and_what_it_holds(stored, capsys):
     status, out, _ = run(capsys, "status")
     lines = out.splitlines()
     assert f"collection: {settings.collection!r}, 9 songs" in lines and "sources: catalogue 8, user 1" in lines
-    assert "centred: no" in lines and any(line.startswith(f"encoders: lyrics {encoders.text}") for line in lines)
+    assert "centred: not yet (each modality is centred once 32 songs have it)" in lines
+    assert any(line.startswith(f"encoders: lyrics {encoders.text}") for line in lines)
 
 
 def test_list_with_filters(stored, capsys):
@@ -267,3 +268,21 @@ def test_optimize_of_a_missing_collection_is_a_store_error(tmp_path, capsys, mon
     monkeypatch.setenv("QDRANT_URL", "")
     status, out, err = run(capsys, "optimize")
     assert status == 3 and out == "" and "does not exist" in one_line_error(err)
+
+
+def test_status_of_an_older_collection_says_to_migrate_it(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from search.index import COVER, LYRICS
+
+    rng = np.random.default_rng(1)
+    vectors = [{LYRICS: (v := rng.normal(size=384).astype(np.float32)) / np.linalg.norm(v),
+                COVER: (c := rng.normal(size=1280).astype(np.float32)) / np.linalg.norm(c)} for _ in range(2)]
+    rows = [{"id": f"o{i}", "title": f"Old {i}", "artist": "Old Band"} for i in range(2)]
+    older_store(tmp_path / "older", rows, vectors, {LYRICS: np.zeros(384, np.float32) + 0.01, COVER: np.zeros(1280, np.float32) + 0.01})
+    for name, value in {"QDRANT_ENGINE": "local", "QDRANT_PATH": str(tmp_path / "older"), "QDRANT_COLLECTION": "songs",
+                        "QDRANT_URL": ""}.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run(capsys, "status")
+    assert status == 0, err
+    assert "made by an older Songspace" in out and "search.store migrate" in out
