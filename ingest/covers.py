@@ -305,7 +305,7 @@ class CoverFetcher:
         if status != 200:
             raise CoverError(f"cover URL answered HTTP {status}")
         content_type = response.headers.get("content-type", "")
-        if not content_type.startswith("image/"):
+        if not content_type.lower().startswith("image/"):  # media types are case-insensitive
             raise CoverError(f"cover URL is not an image (content-type {_short(content_type)!r})")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:

@@ -23,6 +23,7 @@ from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.enrich import EnrichSummary, enrich
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match, SparseVector
+from search.export import spreadsheet_text
 from search.index import (
     CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, normalise_text, song_point_id,
 )
@@ -349,6 +350,7 @@ class Ingestor:
         part: Part | None = None,
         wait_for_centres_s: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
+        source: str = "catalogue",
     ) -> IngestSummary:
         """Ingest one catalogue file and return its summary; with `spotify`, enrich it first.
 
@@ -356,7 +358,9 @@ class Ingestor:
         opening the store (`rename` and `limit` are then not used); without it, it is read here.
         With `part`, only that share of the catalogue is ingested (see `Part`); part 1 first
         learns the centres, and the other parts wait up to `wait_for_centres_s` for them.
-        `on_batch(songs)` is told each time a batch of that many songs has been stored.
+        `on_batch(songs)` is told each time a batch of that many songs has been stored. `source`
+        is "catalogue" for the command, and "upload" for a catalogue loaded from the page, which
+        never replaces a song stored from another source.
         """
         started = time.perf_counter()
         model_before = dict(self.embedder.seconds_by_modality)
@@ -385,7 +389,7 @@ class Ingestor:
             summary.sampled = len(sample)
         elif part is not None and not dry_run:
             self._wait_for_centres(part, wait_for_centres_s)
-        self._ingest(songs, catalogue.parent, problems, summary, dry_run, on_batch)
+        self._ingest(songs, catalogue.parent, problems, summary, dry_run, on_batch, source)
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
         model = {m: self.embedder.seconds_by_modality[m] - model_before[m] for m in model_before}
@@ -405,6 +409,7 @@ class Ingestor:
         summary: IngestSummary,
         dry_run: bool,
         on_batch: Callable[[int], None] | None = None,
+        source: str = "catalogue",
     ) -> None:
         """Prepare, embed and store songs batch by batch.
 
@@ -413,7 +418,7 @@ class Ingestor:
         """
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
         stages = summary.stages
-        batches = self._prepared(songs, base_dir, "catalogue", look_up=not dry_run)
+        batches = self._prepared(songs, base_dir, source, look_up=not dry_run)
         with ThreadPoolExecutor(max(self.writers, 1)) as writers:
             writing: deque[Future[None]] = deque()
             while True:
@@ -422,6 +427,8 @@ class Ingestor:
                 if batch is None:
                     break
                 kept = self._screen(batch, problems)
+                if source != "catalogue":
+                    kept = self._keep_out_others(kept, source, problems)
                 if not dry_run:
                     points = self._store(kept, summary)
                     with _timed(stages, "store"):
@@ -443,6 +450,22 @@ class Ingestor:
         bar.close()
         if not dry_run:
             self.index.recentre()
+
+    @staticmethod
+    def _keep_out_others(batch: list[PreparedSong], source: str, problems: list[RowProblem]) -> list[PreparedSong]:
+        """Only the command's catalogue runs may take over a song stored from another source."""
+        kept = []
+        for prepared in batch:
+            other = (prepared.stored or {}).get("source", source)
+            if other == source:
+                kept.append(prepared)
+                continue
+            song = prepared.song
+            problems.append(RowProblem(
+                song.row, song.song_id, song.title, "rejected",
+                f"the store has this song (same id) from {other!r}; a catalogue loaded here never replaces it",
+            ))
+        return kept
 
     def _wait_for_centres(self, part: Part, patience_s: float) -> None:
         deadline = time.monotonic() + patience_s
@@ -572,10 +595,11 @@ def _timed(stages: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def write_problems(problems: list[RowProblem], path: Path) -> None:
-    """Write rejected and incomplete rows, with reasons, as CSV."""
+    """Write rejected and incomplete rows, with reasons, as CSV (the page offers it for download, so
+    outside text is kept from being run as a spreadsheet formula)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["row", "song_id", "title", "outcome", "reason"])
         writer.writeheader()
         for problem in sorted(problems, key=lambda p: p.row):
-            writer.writerow(asdict(problem))
+            writer.writerow({k: v if k == "row" else spreadsheet_text(v) for k, v in asdict(problem).items()})

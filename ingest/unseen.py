@@ -108,6 +108,7 @@ def add_spotify_track(
     song = Song(
         row=0, title=track.title, artists=track.artists, album=track.album, year=track.year,
         lyrics=text, cover=cover, spotify_id=track.id, spotify_url=track.url,
+        extra={"duration_ms": track.duration_ms} if track.duration_ms else {},  # for playlists out
     )
     return _insert(songspace, song, "spotify", notes)
 

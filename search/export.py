@@ -59,7 +59,8 @@ def _duration_ms(result: Recommendation) -> int | None:
     return int(duration) if isinstance(duration, (int, float)) and duration > 0 else None
 
 
-def _text_cell(text: Any) -> str:
+def spreadsheet_text(text: Any) -> str:
+    """Outside text for a CSV cell that spreadsheets must not run as a formula (a leading `'`)."""
     text = "" if text is None else str(text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
@@ -76,16 +77,16 @@ def to_csv(results: list[Recommendation]) -> str:
     for rank, result in enumerate(results, start=1):
         writer.writerow([
             rank,
-            _text_cell(result.title),
-            _text_cell("; ".join(result.artists)),
-            _text_cell(result.payload.get("album")),
+            spreadsheet_text(result.title),
+            spreadsheet_text("; ".join(result.artists)),
+            spreadsheet_text(result.payload.get("album")),
             result.payload.get("year") or "",
             _score(result.score),
             _score(result.lyrics_score),
             _score(result.words_score),
             _score(result.cover_score),
             spotify_url(result) or "",
-            _text_cell(result.song_id),
+            spreadsheet_text(result.song_id),
         ])
     return buffer.getvalue()
 

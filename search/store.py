@@ -50,8 +50,9 @@ from search.settings import ENGINES, Settings, load_settings
 from search.titles import TitleIndex
 
 EXIT_CODES = (OK, UNEXPECTED, USAGE, STORE, NOT_FOUND, INTERRUPTED)
-# The payload's `source`: a catalogue's song, a Spotify track fetched on demand, a song added by hand.
-SOURCES = ("catalogue", "spotify", "user")
+# The payload's `source`: a catalogue's song (the command), a catalogue loaded from the page, a
+# Spotify track fetched on demand, a song added by hand.
+SOURCES = ("catalogue", "upload", "spotify", "user")
 SONG_FIELDS = ["song_id", "title", "artists", "album", "year", "genre", "source"]
 SONG_HEADER = ["id", "source", "year", "genre", "title — artists"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from ui.views import (
     song_label,
 )
 
+
+log = logging.getLogger(__name__)
 
 @st.cache_resource(show_spinner="Opening the catalogue and loading the encoders…")
 def songspace_for(settings: Settings) -> Songspace:
@@ -205,7 +208,7 @@ def add_tab(songspace: Songspace) -> None:
             st.warning(safe_text(error))
             return
         choose_song(added.point.point_id, song_label(title, [artist]))
-        st.session_state.notes = ("added: " if added.inserted else "already added: ") + safe_text(added.message)
+        st.session_state.notes = ("added: " if added.inserted else "") + safe_text(added.message)
 
 
 def add_picked_spotify(songspace: Songspace, spotify: SpotifyClient | None) -> None:
@@ -270,6 +273,7 @@ def show_results(songspace: Songspace, query: Query, controls: dict[str, Any], h
         st.warning(str(error))
         return None
     except Exception as error:  # the store's client raises transport-specific errors
+        log.exception("the search failed")  # the operator's log keeps what visitors are not shown
         st.error(f"Qdrant did not answer ({error.__class__.__name__}). Check that it is running and QDRANT_URL.")
         return None
     st.markdown(f"#### {heading}", unsafe_allow_html=True)

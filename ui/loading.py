@@ -221,7 +221,8 @@ class LoadJob:
         self.total = len(songs)
         ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=BATCH_SIZE, progress=False)
         self.summary = ingestor.run(
-            self.catalogue, problems_path=self.problems_path, read=(songs, problems), on_batch=self._advance
+            self.catalogue, problems_path=self.problems_path, read=(songs, problems), on_batch=self._advance,
+            source="upload",  # a visitor's catalogue never replaces the operator's songs
         )
 
     def _discard_inputs(self) -> None:

@@ -127,8 +127,9 @@ def card_html(result: Recommendation) -> str:
     tags = []
     if payload.get("genre"):
         tags.append(safe_text(payload["genre"]))
-    if payload.get("source") in ("spotify", "user"):
-        tags.append("added from Spotify" if payload["source"] == "spotify" else "added by hand")
+    added = {"spotify": "added from Spotify", "user": "added by hand", "upload": "loaded on the page"}
+    if payload.get("source") in added:
+        tags.append(added[payload["source"]])
     link = safe_link(payload.get("spotify_url"))
     spotify = f' · <a href="{html.escape(link, quote=True)}" target="_blank" rel="noopener">Spotify</a>' if link else ""
     return (

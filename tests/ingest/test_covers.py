@@ -92,6 +92,11 @@ def answer(status: str, headers: dict[str, str], body: bytes = b"") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def test_media_types_are_case_insensitive(fetcher, cover_server):
+    cover_server.files["/upper.png"] = (200, "IMAGE/PNG", make_cover((1, 2, 3), 4))
+    assert fetcher.fetch(f"{cover_server.url}/upper.png")
+
+
 def test_fetches_and_caches_by_url(fetcher, cover_server):
     body = make_cover((200, 10, 10), 1)
     cover_server.files["/a.png"] = (200, "image/png", body)

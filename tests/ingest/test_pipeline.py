@@ -452,3 +452,16 @@ def test_a_part_is_written_as_i_of_n():
     for bad in ("0/3", "4/3", "1", "a/b", "1/0", "-1/2"):
         with pytest.raises(ValueError, match="I/N"):
             Part.parse(bad)
+
+
+def test_the_problems_file_never_hands_a_spreadsheet_a_formula(tmp_path):
+    import csv as csv_module
+
+    from ingest.catalogue import RowProblem
+    from ingest.pipeline import write_problems
+
+    path = tmp_path / "problems.csv"
+    write_problems([RowProblem(3, "=HYPERLINK(\"http://evil\")", "@SUM(A1)", "rejected", "-1 cover")], path)
+    (row,) = csv_module.DictReader(path.open(encoding="utf-8"))
+    assert row == {"row": "3", "song_id": "'=HYPERLINK(\"http://evil\")", "title": "'@SUM(A1)", "outcome": "rejected",
+                   "reason": "'-1 cover"}

@@ -41,6 +41,7 @@ def test_spotify_track_is_fetched_embedded_inserted_and_recommends(songspace, se
     assert payload["source"] == "spotify" and payload["spotify_id"] == TRACKS[0].id
     assert payload["spotify_url"].startswith("https://open.spotify.com/track/")
     assert payload["cover_url"].endswith("-300.png")
+    assert payload["duration_ms"] == TRACKS[0].duration_ms  # kept for playlists out (M3U8, JSPF)
     assert "lyrics from LRCLIB" in added.message
     results = recommend(songspace.index, seed_query([added.point]), 0.7, k=3)
     assert all(r.point_id != added.point.point_id for r in results)

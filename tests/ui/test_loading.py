@@ -250,3 +250,18 @@ def test_a_server_path_must_stay_inside_the_allowed_folders(tmp_path):
     ]:
         with pytest.raises(LoadRefused, match=reason):
             server_catalogue(given, roots)
+
+
+def test_a_catalogue_loaded_on_the_page_never_replaces_the_operators_songs(monkeypatch, catalogue_settings, app):
+    rows = [{"id": "sea-0", "title": "Visitor was here", "artist": "Mallory", "lyrics": "la " * 40}, *forest_rows(2)]
+    use(monkeypatch, catalogue_settings)
+    app.run()
+    upload(app, "mine.csv", as_csv([{k: v for k, v in r.items() if k != "cover_path"} for r in rows]))
+    job = wait_for_load(app).session_state["load_job"]
+    assert any("read 3 inserted 2" in m and "rejected 1" in m for m in messages(app)), messages(app)
+    (refused,) = [p for p in job.summary.problems if p.song_id == "sea-0"]
+    assert refused.outcome == "rejected" and "from 'catalogue'" in refused.reason
+    pick_by_title(app, "sea song 0", "Sea Song 0")  # the operator's song is still there, as it was
+    assert any(t.startswith("Sea Song") for t in card_titles(app))
+    app.text_input(key="query").input("visitor was here").run()
+    assert not [b for b in app.button if "Visitor was here" in shown(b.label)]
