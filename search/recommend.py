@@ -203,7 +203,8 @@ def exact_top(
         word_hits = index.query(WORDS, query.words, limit, where)  # type: ignore[arg-type]
         best_words = word_hits[0].score if word_hits else 0.0
         if best_words <= 0.0:  # no song shares a word with the query: the words term is 0 for all
-            return [Ranked(h.point_id, h.score, None) for h in dense_hits[:k]]
+            hits = dense_hits if limit >= k else index.query(FUSED, dense_query, k, where)
+            return [Ranked(h.point_id, h.score, None) for h in hits[:k]]
         lists = _Lists(dense_hits, word_hits, limit, b * weights[LYRICS] / best_words)
         lists.resolve(index, dense_query, query.words, where, k)  # type: ignore[arg-type]
         scored = sorted(

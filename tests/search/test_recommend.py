@@ -344,6 +344,20 @@ def test_results_explain_themselves(index, catalogue):
         assert set(r.to_dict()) == {"point_id", "song_id", "title", "artists", "score", "lyrics_score", "cover_score", "words_score"}
 
 
+def test_words_that_no_eligible_song_shares_leave_the_dense_top_k_whole(index, catalogue, oracle):
+    """Found by the property test: with no positive words match among the songs the filter
+    admits, the answer is the dense ranking, and its first round may have read fewer than k."""
+    points, _ = catalogue
+    seed = points[355]
+    filters = Filters(years=(1961, 1961))
+    query = seed_query(index.get([seed.point_id]), filters=filters)
+    vectors, words = oracle.seed([seed.point_id], [])
+    expected = oracle.ranking(vectors, words, 0.3, 0.2, allowed_by(filters, {seed.point_id}))
+    top = exact_top(index, query, normalised_weights(query, 0.3), 5, 0.2, start_limit=1)
+    assert_same_top([(r.point_id, r.score) for r in top], expected, 5)
+    assert len(top) == 5
+
+
 def test_a_modality_where_likes_and_dislikes_cancel_is_left_out():
     lyrics = np.array([1.0, 0.0, 0.0], dtype=np.float32)
     liked = SongPoint("a", {}, {LYRICS: lyrics, COVER: np.array([1.0, 0.0], dtype=np.float32)})
