@@ -223,7 +223,7 @@ def query_shapes(draw):
     }
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=query_shapes())
 def test_exact_top_equals_the_oracle_for_every_query_shape(index, catalogue, oracle, shape):
     points, _ = catalogue
