@@ -2,10 +2,12 @@
 
 A synthetic catalogue (bench/synthetic.py; 100,000 songs by default) is loaded into a fresh Edge
 store, or an existing one is reused (`--store`). The page is started as `./start.sh` starts it;
-`ready_s` runs from the process's start to the first full render in headless Chromium (the
-sidebar showing the song count: the store opened, both encoders loaded, the title index built).
-Title searches are then typed into the search box: `title_search_s` runs from Enter to the
-matching button on screen. `find_ms` is the title index's own time for the same queries.
+`ready_s` runs from the process's start to the page in headless Chromium showing its search box
+and the song count (the browser was started before). The title index and the encoders load in
+the background after that first page. Title searches are then typed into the search box: each runs from Enter to the matching song's
+button on screen; `first_title_search_s` is the first, which waits for the title index being
+built, and `title_search_s` the ones after it. `find_ms` is the title index's own time for the same queries, each of which
+must find its song first.
 
 Run: .venv/bin/python -m bench.page_scale [--songs 100000] [--store FOLDER] [--json OUT]
 """
@@ -24,6 +26,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from bench import synthetic
 from search.index import open_index
@@ -31,11 +34,63 @@ from search.settings import PROJECT_ROOT, Settings
 from search.titles import TitleIndex
 from tests.ui.test_browser import BROWSER_ARGS, free_port, wait_healthy
 
-QUERIES = ["Sea night 1207", "Gold rain 48311", "fire road 90210", "Artist 4242", "hom dust 77777"]
+
+
+def title_of(i: int) -> str:
+    """Synthetic song i's title (bench/synthetic.py)."""
+    return f"{synthetic.WORDS[i % len(synthetic.WORDS)].title()} {synthetic.WORDS[(i // 12) % len(synthetic.WORDS)]} {i}"
+
+
+# Typed as a person would: whole titles, a typo, lower case, a title with its artist.
+QUERIES = [
+    (title_of(1207), title_of(1207)),
+    (title_of(48311).lower(), title_of(48311)),
+    (title_of(90210).replace("i", "", 1), title_of(90210)),
+    (f"{title_of(777)} artist 777", title_of(777)),
+    (title_of(65432)[:-1] + "3", title_of(65432)),
+]
+
+
+def measure_page(browser: Any, store: Path, folder: Path, songs: int) -> tuple[float, float, list[float]]:
+    """Start the page on the store and time it: healthy, ready in the browser, and title searches."""
+    from playwright.sync_api import expect
+
+    port = free_port()
+    env = {**os.environ, "QDRANT_ENGINE": "edge", "QDRANT_PATH": str(store), "QDRANT_COLLECTION": "songs",
+           "SONGSPACE_CACHE_DIR": str(folder / "cache")}
+    env.pop("QDRANT_URL", None)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    started = time.perf_counter()
+    app = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "ui/app.py", "--server.headless", "true", "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, app)
+        healthy_s = time.perf_counter() - started
+        page.goto(url)
+        box = page.get_by_label("Song title or artist")
+        expect(box).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(f"{songs} songs", exact=False).first).to_be_visible(timeout=120_000)
+        ready_s = time.perf_counter() - started
+        searches = []
+        for query, title in [QUERIES[-1], *QUERIES]:  # the first one waits for the title index
+            box.fill(query)
+            begun = time.perf_counter()
+            box.press("Enter")
+            # A selector wait watches the page's changes; an expect() polls at up to 1 s intervals.
+            page.wait_for_selector(f"button:has-text({json.dumps(title)})", timeout=30_000)
+            searches.append(time.perf_counter() - begun)
+        return healthy_s, ready_s, searches
+    finally:
+        os.killpg(app.pid, signal.SIGTERM)
+        app.wait(timeout=30)
 
 
 def main() -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--songs", type=int, default=100_000)
@@ -55,45 +110,17 @@ def main() -> None:
         titles.refresh()
         titles_s = time.perf_counter() - started
         finds = []
-        for query in QUERIES * 3:
+        for query, title in QUERIES * 3:
             started = time.perf_counter()
-            titles.find(query)
+            found = titles.find(query)
             finds.append(time.perf_counter() - started)
+            first = [m.title for m in found[:1]]
+            assert first == [title], f"{query!r} found {first}, not {title!r}"
         index.close()
-
-        port = free_port()
-        env = {**os.environ, "QDRANT_ENGINE": "edge", "QDRANT_PATH": str(store), "QDRANT_COLLECTION": "songs",
-               "SONGSPACE_CACHE_DIR": str(Path(folder) / "cache")}
-        env.pop("QDRANT_URL", None)
-        started = time.perf_counter()
-        app = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "ui/app.py", "--server.headless", "true", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, app)
-            healthy_s = time.perf_counter() - started
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=BROWSER_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 1000})
-                page.goto(url)
-                expect(page.get_by_text(f"{songs:,}".replace(",", ""), exact=False).first).to_be_visible(timeout=120_000)
-                box = page.get_by_label("Song title or artist")
-                expect(box).to_be_visible(timeout=60_000)
-                ready_s = time.perf_counter() - started
-                searches = []
-                for query in QUERIES:
-                    box.fill(query)
-                    begun = time.perf_counter()
-                    box.press("Enter")
-                    expect(page.get_by_role("button", name=query.split()[0], exact=False).first).to_be_visible(timeout=30_000)
-                    searches.append(time.perf_counter() - begun)
-                browser.close()
-        finally:
-            os.killpg(app.pid, signal.SIGTERM)
-            app.wait(timeout=30)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=BROWSER_ARGS)
+            healthy_s, ready_s, searches = measure_page(browser, store, Path(folder), songs)
+            browser.close()
     results = {
         "songs": songs,
         "engine": "edge",
@@ -101,8 +128,9 @@ def main() -> None:
         "healthy_s": round(healthy_s, 2),
         "ready_s": round(ready_s, 2),
         "title_index_build_s": round(titles_s, 2),
-        "title_search_s": [round(s, 3) for s in searches],
-        "median_title_search_s": round(statistics.median(searches), 3),
+        "first_title_search_s": round(searches[0], 3),
+        "title_search_s": [round(s, 3) for s in searches[1:]],
+        "median_title_search_s": round(statistics.median(searches[1:]), 3),
         "find_ms_p50": round(1000 * statistics.median(finds), 1),
         "find_ms_max": round(1000 * max(finds), 1),
     }

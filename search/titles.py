@@ -10,8 +10,9 @@ store's full-text index finds the songs that contain the typed words, and rapidf
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
@@ -41,11 +42,17 @@ def typos_allowed(word: str) -> int:
 
 @dataclass(frozen=True)
 class _Titles:
-    """One loaded state of the catalogue's titles: searches read it whole, loads replace it whole."""
+    """One loaded state of the catalogue's titles: searches read it whole, loads replace it whole.
+
+    `postings` holds, for each word, the positions of the songs whose key has it. `by_shape`
+    holds the words by length and first letter, and by length and last letter: a word within one
+    typo of another has a length within one of it and shares its first or its last letter.
+    """
 
     songs: list[tuple[str, str, list[str]]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
-    postings: dict[str, list[int]] = field(default_factory=dict)
+    postings: dict[str, np.ndarray] = field(default_factory=dict)
+    by_shape: dict[tuple[int, str], list[str]] = field(default_factory=dict)
 
 
 class TitleIndex:
@@ -57,35 +64,57 @@ class TitleIndex:
     def __init__(self, index: SongIndex, in_memory: bool = True) -> None:
         self.index = index
         self.in_memory = in_memory
-        self._count = -1
+        self._count = self._filters_count = -1
         self._titles = _Titles()
         self._lock = threading.Lock()
         self.genres: list[str] = []
         self.years: tuple[int, int] | None = None
 
-    def refresh(self) -> None:
-        """Reload what the page shows if songs were added or removed since the last load."""
-        with self._lock:
-            count = self.index.count()
-            if count == self._count:
-                return
+    def refresh_filters(self, count: int | None = None) -> None:
+        """Reload the genres and years (from facets, quickly) if the catalogue changed."""
+        count = self.index.count() if count is None else count
+        if count != self._filters_count:
             self.genres = sorted(str(value) for value, _ in self.index.facet("genre"))
             years = [int(value) for value, _ in self.index.facet("year")]
             self.years = (min(years), max(years)) if years else None
-            if self.in_memory:
-                self._titles = self._load()
-            self._count = count
+            self._filters_count = count
+
+    def refresh(self) -> None:
+        """Reload the titles, genres and years if the catalogue changed; one thread loads, others wait."""
+        count = self.index.count()
+        self.refresh_filters(count)
+        if count == self._count:
+            return
+        with self._lock:
+            if count != self._count:
+                if self.in_memory:
+                    self._titles = self._load()
+                self._count = count
 
     def _load(self) -> _Titles:
         titles = _Titles()
+        postings: dict[str, list[int]] = {}
         for position, (point_id, payload) in enumerate(self.index.scroll_payloads(["title", "artists", "search_text"], page=PAGE)):
             title, artists = payload.get("title", ""), list(payload.get("artists", []))
             key = payload.get("search_text") or search_key(title, artists)
             titles.songs.append((point_id, title, artists))
             titles.keys.append(key)
             for word in set(key.split()):
-                titles.postings.setdefault(word, []).append(position)
+                postings.setdefault(word, []).append(position)
+        for word, positions in postings.items():
+            titles.postings[word] = np.asarray(positions, dtype=np.int32)
+            titles.by_shape.setdefault((len(word), word[0]), []).append(word)
+            titles.by_shape.setdefault((len(word), "$" + word[-1]), []).append(word)
         return titles
+
+    @staticmethod
+    def _nearby(titles: _Titles, word: str, typos: int) -> set[str]:
+        """The catalogue's words that could be within `typos` of `word` (a superset)."""
+        lengths = range(len(word) - typos, len(word) + typos + 1)
+        if typos == 1:
+            ends = (word[0], "$" + word[-1])
+            return {w for n in lengths for end in ends for w in titles.by_shape.get((n, end), ())}
+        return {w for (n, _), words in titles.by_shape.items() if n in lengths for w in words}
 
     def find(self, query: str, limit: int = 8) -> list[TitleMatch]:
         """The best-matching songs for a typed title and/or artist, best first."""
@@ -103,21 +132,26 @@ class TitleIndex:
     def _candidates(titles: _Titles, wanted: str) -> tuple[list[tuple[str, str, list[str]]], list[str], list[float]]:
         """Songs holding most of the typed words, at most CANDIDATES, and how much of them each holds:
         1 for a word as typed, 1/2 for one within its typos."""
-        held: Counter[int] = Counter()
+        held = np.zeros(len(titles.keys), dtype=np.float32)
         for word in set(wanted.split()):
-            exact = set(titles.postings.get(word, ()))
-            close: set[int] = set()
-            if typos_allowed(word):
+            typos = typos_allowed(word)
+            close = [
+                titles.postings[other]
                 for other, _, _ in process.extract(
-                    word, titles.postings.keys(), scorer=Levenshtein.distance, score_cutoff=typos_allowed(word), limit=50
-                ):
-                    close.update(titles.postings[other])
-            for position in exact:
-                held[position] += 1.0
-            for position in close - exact:
-                held[position] += 0.5
-        chosen = held.most_common(CANDIDATES)
-        return [titles.songs[p] for p, _ in chosen], [titles.keys[p] for p, _ in chosen], [h for _, h in chosen]
+                    word, TitleIndex._nearby(titles, word, typos), scorer=Levenshtein.distance, score_cutoff=typos, limit=50
+                )
+                if other != word
+            ] if typos else []
+            this_word = np.zeros_like(held)
+            if close:
+                this_word[np.concatenate(close)] = 0.5
+            if word in titles.postings:
+                this_word[titles.postings[word]] = 1.0
+            held += this_word
+        count = min(CANDIDATES, int(np.count_nonzero(held)))
+        chosen = np.argpartition(-held, count - 1)[:count] if count else np.array([], dtype=np.int64)
+        chosen = chosen[np.argsort(-held[chosen], kind="stable")]
+        return [titles.songs[p] for p in chosen], [titles.keys[p] for p in chosen], [float(held[p]) for p in chosen]
 
     def _text_candidates(self, wanted: str) -> tuple[list[tuple[str, str, list[str]]], list[str], list[float]]:
         """Songs whose title or artists contain every typed word, from the full-text index."""

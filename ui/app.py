@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -35,12 +36,13 @@ from ui.views import (
 
 
 log = logging.getLogger(__name__)
+WARM_UP_DELAY_S = 0.5
 
-@st.cache_resource(show_spinner="Opening the catalogue and loading the encoders…")
+@st.cache_resource(show_spinner="Opening the catalogue…")
 def songspace_for(settings: Settings) -> Songspace:
-    """The store, collection and both encoders: opened once per process, shared by every visitor."""
+    """The store and collection, opened once per process and shared by every visitor (the encoders
+    load when first needed: recommending for catalogue songs needs none of them)."""
     songspace = open_songspace(settings, create=False)
-    songspace.embedder.load()
     first = next(iter(songspace.index.scroll_payloads([])), None)
     if first is not None:  # one query now, so the first visitor's click does not pay for warm-up
         recommend(songspace.index, seed_query(songspace.index.get([first[0]])), k=3)
@@ -52,6 +54,25 @@ def titles_for(settings: Settings) -> TitleIndex:
     """The catalogue's titles for the search box."""
     # A server may hold millions of songs: search its full-text index instead of loading them all.
     return TitleIndex(songspace_for(settings).index, in_memory=not settings.qdrant_url)
+
+
+@st.cache_resource
+def warm_up(settings: Settings) -> threading.Thread:
+    """Once the first page is drawn, build the title index in the background.
+
+    Only a title search waits for it. The encoders load when first needed (a description, an
+    added song or playlist: a few seconds, once per process): recommending for songs in the
+    catalogue needs none of them, and loading them would slow every search meanwhile.
+    """
+    titles = titles_for(settings)
+
+    def load() -> None:
+        time.sleep(WARM_UP_DELAY_S)  # the first page's messages go out first
+        titles.refresh()
+
+    thread = threading.Thread(target=load, daemon=True, name="title-index")
+    thread.start()
+    return thread
 
 
 @st.cache_resource
@@ -119,7 +140,7 @@ def sidebar(songspace: Songspace, titles: TitleIndex) -> dict[str, Any]:
         exclude_artist = st.checkbox("Exclude the liked songs' artists", key="exclude_artist")
         diversity = st.slider("Diversity", 0.0, 1.0, 0.0, 0.1, key="diversity",
                               help="Trade a little similarity for variety (MMR)")
-        titles.refresh()
+        titles.refresh_filters()
         genres = st.multiselect("Genre", titles.genres, key="genres") if titles.genres else []
         years = None
         if titles.years and titles.years[0] < titles.years[1]:
@@ -357,6 +378,7 @@ def main() -> None:
         st.caption("Search for a song, paste a Spotify playlist, describe a theme, or add a song by hand to get recommendations.")
     with st.sidebar:  # last, so that it counts the songs this run added
         status(songspace)
+    warm_up(settings)
 
 
 main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -112,12 +113,18 @@ def _text_source(name: str) -> str:
     return _HUB_IDS.get(name, name)
 
 
+# One model loads at a time: the page loads its encoders in the background while a visitor may ask
+# for one, and a model must never be loaded twice.
+_LOADING = threading.RLock()
+
+
 def text_encoder(name: str, long_text: str = "windows", device: str = "auto") -> TextEncoder:
     """The text encoder called `name`: a registered name, or any sentence-transformers hub id or local folder.
 
     `device` is an EMBED_DEVICE value; the model is loaded once per process and device.
     """
-    return _text_encoder(name, long_text, resolve_runtime(device).device)
+    with _LOADING:
+        return _text_encoder(name, long_text, resolve_runtime(device).device)
 
 
 @lru_cache(maxsize=None)
@@ -143,7 +150,8 @@ def words_encoder(name: str) -> WordsEncoder:
 
 def image_encoder(name: str, resnet50_weights: Path | None = None, device: str = "auto") -> ImageEncoder:
     """The cover encoder called `name` with its ImageNet weights, loaded once per process and device."""
-    return _image_encoder(name, resnet50_weights, resolve_runtime(device).device)
+    with _LOADING:
+        return _image_encoder(name, resnet50_weights, resolve_runtime(device).device)
 
 
 @lru_cache(maxsize=None)
