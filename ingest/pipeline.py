@@ -436,9 +436,14 @@ class Ingestor:
                             writing.append(writers.submit(self.index.upsert, points))
                         else:
                             self.index.upsert(points)
-                        while len(writing) > self.writers or (writing and not self.index.centring_final):
-                            writing.popleft().result()  # the centres are learned from stored songs
-                        self.index.recentre()
+                        while len(writing) > self.writers:
+                            writing.popleft().result()
+                        if not self.index.centring_final and self.index.count() >= CENTRE_SONGS:
+                            # Enough songs to learn final centres: learn them now, so that the rest
+                            # of the run is stored under them (below that, once, at the end).
+                            while writing:
+                                writing.popleft().result()
+                            self.index.recentre()
                 summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
                 summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
                 bar.update(len(batch))
