@@ -58,6 +58,7 @@ DERIVED_FIELDS = ("centring", "title_key", "search_text")
 # Each modality's centre is learned from at least this many songs, and final at the second figure.
 MIN_CENTRE_SONGS = 32
 CENTRE_SONGS = 512
+RELEARN_GROWTH = 1.25
 _ID_NAMESPACE = uuid.UUID("5d0b7f0e-3c55-4c8e-9a7e-1f3c2b9a6d41")
 
 __all__ = [
@@ -288,8 +289,8 @@ class SongIndex:
         """Learn each modality's centre from the stored songs while there are few, then freeze it.
 
         A modality is centred once it has MIN_CENTRE_SONGS songs; its centre is learned again
-        each time it has grown, from up to CENTRE_SONGS songs, and never changes once learned
-        from that many, or once `freeze` was asked for (part 1 of a catalogue loaded in parts
+        each time it has grown by a quarter, from up to CENTRE_SONGS songs, and never changes
+        once learned from that many, or once `freeze` was asked for (part 1 of a catalogue loaded in parts
         learns the centres every part uses, and records that it has). A modality with too few
         songs to learn from is never frozen: it is centred later, once it has enough. Songs whose
         fused vector used other centres are rewritten (the raw vectors are stored, so this is
@@ -308,7 +309,9 @@ class SongIndex:
                 continue
             having = Filter(must=(Match("vectors", (modality,)),))
             count = self.count(having)
-            if count < MIN_CENTRE_SONGS or count <= used:
+            # Re-learning rewrites every stored song's fused vector: do it when the collection
+            # has grown by a quarter (or reached CENTRE_SONGS), not for each song added.
+            if count < MIN_CENTRE_SONGS or (used and count < min(CENTRE_SONGS, used * RELEARN_GROWTH)):
                 continue
             sample = self._raw_vectors(having, modality, CENTRE_SONGS)
             recorded[modality] = {"vector": np.mean(sample, axis=0).tolist(), "songs": len(sample)}
