@@ -98,26 +98,25 @@ def export_path(value: str) -> Path:
     return path
 
 
-def spotify_track(value: str) -> str:
-    """An argument type: a Spotify track id, URI or URL (its form only: Spotify is asked later)."""
-    from ingest.spotify import SpotifyError, parse_track_id
+def _spotify_reference(value: str, kind: str) -> str:
+    """A Spotify reference checked for its form only (Spotify is asked later)."""
+    from ingest.spotify import SpotifyError, parse_collection_ref, parse_track_id
 
     try:
-        parse_track_id(non_empty(value))
+        (parse_track_id if kind == "track" else parse_collection_ref)(non_empty(value))
     except SpotifyError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return value.strip()
+
+
+def spotify_track(value: str) -> str:
+    """An argument type: a Spotify track id, URI or URL."""
+    return _spotify_reference(value, "track")
 
 
 def spotify_collection(value: str) -> str:
-    """An argument type: a Spotify playlist or album URL or URI (its form only)."""
-    from ingest.spotify import SpotifyError, parse_collection_ref
-
-    try:
-        parse_collection_ref(non_empty(value))
-    except SpotifyError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return value.strip()
+    """An argument type: a Spotify playlist or album URL or URI."""
+    return _spotify_reference(value, "collection")
 
 
 def named(songs: list[SongPoint]) -> str:

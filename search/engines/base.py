@@ -136,6 +136,31 @@ WithPayload = bool | list[str]
 WithVectors = bool | list[str]
 
 
+def vector_from(value: Any) -> Vector:
+    """A vector as either Qdrant library returns it, in neutral form."""
+    if hasattr(value, "indices"):  # qdrant-client's and Edge's sparse vectors alike
+        return SparseVector(tuple(value.indices), tuple(value.values))
+    return np.asarray(value, dtype=np.float32)
+
+
+def vector_to(value: Vector, sparse_type: Any) -> Any:
+    """A neutral vector as a Qdrant library takes it (`sparse_type` is that library's SparseVector)."""
+    if isinstance(value, SparseVector):
+        return sparse_type(indices=list(value.indices), values=list(value.values))
+    return np.asarray(value, dtype=np.float32).tolist()
+
+
+def hit_from(record: Any) -> Hit:
+    """A point as either Qdrant library returns it (a record or a scored point), in neutral form."""
+    vectors = record.vector if isinstance(record.vector, dict) else {}
+    return Hit(
+        point_id=str(record.id),
+        score=float(getattr(record, "score", 0.0) or 0.0),
+        payload=record.payload,
+        vectors={name: vector_from(v) for name, v in vectors.items()},
+    )
+
+
 class Engine(ABC):
     """One collection in one store. Queries are exact unless the engine was opened approximate."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
 from qdrant_client import QdrantClient, models
 
 from search.engines.base import (
@@ -24,6 +23,8 @@ from search.engines.base import (
     SparseVector,
     StoredPoint,
     StoreUnavailable,
+    hit_from,
+    vector_to,
     Text,
     Vector,
     WithPayload,
@@ -58,28 +59,6 @@ def to_qdrant_filter(where: Filter | None) -> models.Filter | None:
     return models.Filter(
         must=[condition(c) for c in where.must] or None,
         must_not=[condition(c) for c in where.must_not] or None,
-    )
-
-
-def _vector_out(value: Any) -> Vector:
-    if isinstance(value, models.SparseVector):
-        return SparseVector(tuple(value.indices), tuple(value.values))
-    return np.asarray(value, dtype=np.float32)
-
-
-def _vector_in(value: Vector) -> Any:
-    if isinstance(value, SparseVector):
-        return models.SparseVector(indices=list(value.indices), values=list(value.values))
-    return np.asarray(value, dtype=np.float32).tolist()
-
-
-def _hit(record: Any) -> Hit:
-    vectors = record.vector if isinstance(record.vector, dict) else {}
-    return Hit(
-        point_id=str(record.id),
-        score=float(getattr(record, "score", 0.0) or 0.0),
-        payload=record.payload,
-        vectors={name: _vector_out(v) for name, v in vectors.items()},
     )
 
 
@@ -184,7 +163,9 @@ class ClientEngine(Engine):
             self.collection,
             points=[
                 models.PointStruct(
-                    id=p.point_id, payload=p.payload, vector={n: _vector_in(v) for n, v in p.vectors.items()}
+                    id=p.point_id,
+                    payload=p.payload,
+                    vector={n: vector_to(v, models.SparseVector) for n, v in p.vectors.items()},
                 )
                 for p in points
             ],
@@ -204,7 +185,7 @@ class ClientEngine(Engine):
         records = self.client.retrieve(
             self.collection, ids=point_ids, with_payload=with_payload, with_vectors=with_vectors
         )
-        return [_hit(r) for r in records]
+        return [hit_from(r) for r in records]
 
     def scroll(
         self, where: Filter | None, limit: int, offset: str | None, with_payload: WithPayload
@@ -217,7 +198,7 @@ class ClientEngine(Engine):
             with_payload=with_payload,
             with_vectors=False,
         )
-        return [_hit(r) for r in records], None if next_offset is None else str(next_offset)
+        return [hit_from(r) for r in records], None if next_offset is None else str(next_offset)
 
     def count(self, where: Filter | None = None) -> int:
         return self.client.count(self.collection, count_filter=to_qdrant_filter(where), exact=True).count
@@ -234,7 +215,7 @@ class ClientEngine(Engine):
         sparse = isinstance(vector, SparseVector)
         points = self.client.query_points(
             self.collection,
-            query=_vector_in(vector),
+            query=vector_to(vector, models.SparseVector),
             using=using,
             limit=limit,
             query_filter=to_qdrant_filter(where),
@@ -243,7 +224,7 @@ class ClientEngine(Engine):
             with_payload=with_payload,
             with_vectors=with_vectors,
         ).points
-        return [_hit(p) for p in points]
+        return [hit_from(p) for p in points]
 
     def facet(self, key: str, where: Filter | None = None, limit: int = 1000) -> list[tuple[Any, int]]:
         response = self.client.facet(self.collection, key, facet_filter=to_qdrant_filter(where), limit=limit, exact=True)

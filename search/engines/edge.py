@@ -15,10 +15,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import qdrant_edge as qe
 
 from search.engines.base import (
@@ -32,6 +30,8 @@ from search.engines.base import (
     SparseVector,
     StoredPoint,
     StoreUnavailable,
+    hit_from,
+    vector_to,
     Text,
     Vector,
     WithPayload,
@@ -69,28 +69,6 @@ def to_edge_filter(where: Filter | None) -> qe.Filter | None:
     return qe.Filter(
         must=[condition(c) for c in where.must] or None,
         must_not=[condition(c) for c in where.must_not] or None,
-    )
-
-
-def _vector_out(value: Any) -> Vector:
-    if isinstance(value, qe.SparseVector):
-        return SparseVector(tuple(value.indices), tuple(value.values))
-    return np.asarray(value, dtype=np.float32)
-
-
-def _vector_in(value: Vector) -> Any:
-    if isinstance(value, SparseVector):
-        return qe.SparseVector(indices=list(value.indices), values=list(value.values))
-    return np.asarray(value, dtype=np.float32).tolist()
-
-
-def _hit(record: Any) -> Hit:
-    vectors = record.vector if isinstance(record.vector, dict) else {}
-    return Hit(
-        point_id=str(record.id),
-        score=float(getattr(record, "score", 0.0) or 0.0),
-        payload=record.payload,
-        vectors={name: _vector_out(v) for name, v in vectors.items()},
     )
 
 
@@ -199,7 +177,7 @@ class EdgeEngine(Engine):
                 [
                     qe.Point(
                         id=_point_id(p.point_id),
-                        vector={n: _vector_in(v) for n, v in p.vectors.items()},
+                        vector={n: vector_to(v, qe.SparseVector) for n, v in p.vectors.items()},
                         payload=p.payload,
                     )
                     for p in points
@@ -218,7 +196,7 @@ class EdgeEngine(Engine):
 
     def retrieve(self, point_ids: list[str], with_payload: WithPayload, with_vectors: WithVectors) -> list[Hit]:
         records = self.shard.retrieve([_point_id(i) for i in point_ids], with_payload=with_payload, with_vector=with_vectors)
-        return [_hit(r) for r in records]
+        return [hit_from(r) for r in records]
 
     def scroll(
         self, where: Filter | None, limit: int, offset: str | None, with_payload: WithPayload
@@ -232,7 +210,7 @@ class EdgeEngine(Engine):
                 with_vector=False,
             )
         )
-        return [_hit(r) for r in records], None if next_offset is None else str(next_offset)
+        return [hit_from(r) for r in records], None if next_offset is None else str(next_offset)
 
     def count(self, where: Filter | None = None) -> int:
         return self.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(where)))
@@ -249,7 +227,7 @@ class EdgeEngine(Engine):
         sparse = isinstance(vector, SparseVector)
         points = self.shard.query(
             qe.QueryRequest(
-                query=qe.Query.Nearest(_vector_in(vector), using=using),
+                query=qe.Query.Nearest(vector_to(vector, qe.SparseVector), using=using),
                 limit=limit,
                 filter=to_edge_filter(where),
                 # Sparse search is exact by construction; dense search follows SEARCH_MODE.
@@ -258,7 +236,7 @@ class EdgeEngine(Engine):
                 with_vector=with_vectors,
             )
         )
-        return [_hit(p) for p in points]
+        return [hit_from(p) for p in points]
 
     def facet(self, key: str, where: Filter | None = None, limit: int = 1000) -> list[tuple[Any, int]]:
         response = self.shard.facet(qe.FacetRequest(key=key, limit=limit, exact=True, filter=to_edge_filter(where)))

@@ -24,6 +24,18 @@ from tests.conftest import SEA_LYRICS, drop_collection, make_cover
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+def enriched_run(settings, catalogue: Path):
+    """One ingestion run with Spotify enrichment, against the fake."""
+    from ingest.spotify import SpotifyClient
+
+    songspace = open_songspace(settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
+        return ingestor.run(catalogue, spotify=SpotifyClient(settings))
+    finally:
+        songspace.close()
+
+
 def run_ingest(settings, catalogue: Path, **options):
     songspace = open_songspace(settings)
     try:
@@ -249,7 +261,6 @@ def test_spotify_enrichment_fills_covers_and_links(online_settings, services, wr
 
 
 def test_enrichment_in_any_order_never_makes_a_second_point(online_settings, services, write_catalogue):
-    from ingest.spotify import SpotifyClient
     from tests.fakes import TRACKS
 
     rows = [
@@ -259,18 +270,10 @@ def test_enrichment_in_any_order_never_makes_a_second_point(online_settings, ser
     ]
     catalogue = write_catalogue(rows)
 
-    def enriched_run():
-        songspace = open_songspace(online_settings)
-        try:
-            ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
-            return ingestor.run(catalogue, spotify=SpotifyClient(online_settings))
-        finally:
-            songspace.close()
-
     services.faults["/v1/search"] = [(503, {}, None)] * 40  # Spotify down: nothing enriched, songs kept
-    assert enriched_run().enrichment.not_tried == 3
+    assert enriched_run(online_settings, catalogue).enrichment.not_tried == 3
     services.faults.clear()
-    enriched_run()
+    enriched_run(online_settings, catalogue)
     summary, points = run_ingest(online_settings, catalogue)  # then a plain run, without Spotify
     assert len(points) == 3 and summary.unchanged == 3  # enrichment is kept, never duplicated
     assert points["Harbour Lights"].payload["spotify_id"] == TRACKS[0].id
@@ -280,7 +283,6 @@ def test_enrichment_in_any_order_never_makes_a_second_point(online_settings, ser
 
 @pytest.mark.parametrize("spotify_first", [False, True])
 def test_songs_without_an_id_keep_one_point_whatever_the_order_of_runs(online_settings, services, write_catalogue, spotify_first):
-    from ingest.spotify import SpotifyClient
     from tests.fakes import TRACKS
 
     rows = [  # no id column: each song is known by its artists and title until Spotify gives it an id
@@ -290,18 +292,10 @@ def test_songs_without_an_id_keep_one_point_whatever_the_order_of_runs(online_se
     ]
     catalogue = write_catalogue(rows)
 
-    def enriched_run():
-        songspace = open_songspace(online_settings)
-        try:
-            ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False)
-            return ingestor.run(catalogue, spotify=SpotifyClient(online_settings))
-        finally:
-            songspace.close()
-
-    runs = [enriched_run, lambda: run_ingest(online_settings, catalogue)[0]]
+    runs = [lambda: enriched_run(online_settings, catalogue), lambda: run_ingest(online_settings, catalogue)[0]]
     for run in runs if spotify_first else runs[::-1]:
         run()
-    summary = enriched_run() if spotify_first else run_ingest(online_settings, catalogue)[0]
+    summary = enriched_run(online_settings, catalogue) if spotify_first else run_ingest(online_settings, catalogue)[0]
     assert summary.unchanged == 3
     stored = stored_songs(online_settings)
     assert sorted(p["title"] for p in stored) == ["Cafe Deja Vu", "Harbour Lights", "Not On Spotify"]  # none twice
