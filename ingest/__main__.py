@@ -160,8 +160,6 @@ def load(args: argparse.Namespace, settings: Settings, read: tuple[list[Song], l
         ingestor = Ingestor(
             songspace.index, songspace.embedder, songspace.fetcher,
             batch_size=args.batch_size or (1024 if on_gpu else 128), progress=not args.no_progress,
-            # A server takes parallel writes; an embedded store is written in line.
-            writers=4 if settings.qdrant_url else 0,
         )
         summary = ingestor.run(
             args.catalogue, dry_run=args.dry_run, problems_path=problems_path, spotify=spotify, read=read,

@@ -29,6 +29,7 @@ from search.index import (
 )
 
 EXCERPT_CHARS = 600
+PREPARE_CHUNK = 8  # songs a worker thread prepares per task
 LYRICS_HASH = "lyrics_hash"
 COVER_HASH = "cover_hash"
 HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
@@ -150,7 +151,7 @@ class Ingestor:
         batch_size: int = 128,
         workers: int | None = None,
         progress: bool = True,
-        writers: int = 0,
+        writers: int | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -159,7 +160,7 @@ class Ingestor:
         # Cover decoding and hashing run in threads (Pillow and hashlib release the GIL).
         self.workers = workers or max(4, os.cpu_count() or 1)
         self.progress = progress
-        self.writers = writers
+        self.writers = index.engine.writers if writers is None else writers
 
     def prepare(self, song: Song, base_dir: Path | None, source: str, identity: tuple[str, dict[str, Any] | None] | None = None) -> PreparedSong:
         """Hash a song's content and, if its cover is new, load and preprocess it (runs in threads).
@@ -194,7 +195,7 @@ class Ingestor:
                 data = self.fetcher.load(song.cover, base_dir)
                 cover_hash = bytes_hash(data)
                 if not self.embedder.cached(COVER, [cover_hash]):
-                    prepared.cover_tensor = self.embedder.image.preprocess(self.fetcher.decode(data))
+                    prepared.cover_tensor = self.embedder.image.prepare(data, self.fetcher.decode)
             except CoverError as error:
                 prepared.cover_problem = str(error)
                 return
@@ -207,23 +208,28 @@ class Ingestor:
         self, songs: list[Song], base_dir: Path | None, source: str, look_up: bool = True
     ) -> Iterator[list[PreparedSong]]:
         """Batches of prepared songs; the next two batches load while the current one is embedded."""
-        def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[PreparedSong]]:
+        def prepare_some(some: list[tuple[Song, tuple[str, dict[str, Any] | None] | None]]) -> list[PreparedSong]:
+            return [self.prepare(song, base_dir, source, identity) for song, identity in some]
+
+        def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[list[PreparedSong]]]:
             identities: list[tuple[str, dict[str, Any] | None] | None] = [None] * len(batch)
             if look_up:
                 identities[:] = self.identify(batch, source)
-            return [pool.submit(self.prepare, s, base_dir, source, identity) for s, identity in zip(batch, identities)]
+            jobs = list(zip(batch, identities))
+            # A few songs a task: one task per song spent more on futures than on small songs.
+            return [pool.submit(prepare_some, jobs[i : i + PREPARE_CHUNK]) for i in range(0, len(jobs), PREPARE_CHUNK)]
 
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]
         if any(song.cover for song in songs):
             self.embedder.image  # noqa: B018 (load the cover encoder here, not once per thread)
         with ThreadPoolExecutor(self.workers) as pool:
-            pending: deque[list[Future[PreparedSong]]] = deque()
+            pending: deque[list[Future[list[PreparedSong]]]] = deque()
             for batch in batches:
                 pending.append(submit(pool, batch))
                 if len(pending) > 2:
-                    yield [f.result() for f in pending.popleft()]
+                    yield [p for f in pending.popleft() for p in f.result()]
             while pending:
-                yield [f.result() for f in pending.popleft()]
+                yield [p for f in pending.popleft() for p in f.result()]
 
     @staticmethod
     def point_id(song: Song, source: str) -> str:
@@ -413,8 +419,8 @@ class Ingestor:
     ) -> None:
         """Prepare, embed and store songs batch by batch.
 
-        With `writers` (for a server), that many batches are written in parallel while the next
-        ones are prepared and embedded; embedded stores are written in line, in one thread.
+        With `writers` (the engine's, unless given), that many batches are written in background
+        threads while the next ones are prepared and embedded; with none, each is written in line.
         """
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
         stages = summary.stages

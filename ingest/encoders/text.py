@@ -214,21 +214,20 @@ class TextEncoder:
                 return full[:start], full[start + len(bare) :]
         raise EncoderUnavailable(f"text encoder {self.name!r}: its tokenizer's special tokens could not be found")
 
-    def _tokens(self, text: str) -> list[int]:
-        text = text.lower() if self.config.lowercase else text
-        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    def _tokens(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens (one call: the tokenizer runs them in parallel)."""
+        texts = [text.lower() for text in texts] if self.config.lowercase else texts
+        return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
 
-    def _windows(self, text: str, prompt: str) -> list[list[int]]:
-        """The model inputs for one text: the prompt and a slice of the text between special tokens."""
-        ids = self._tokens(prompt + clean_lyrics(text))
+    def _windows(self, ids: list[int], prompt_ids: list[int]) -> list[list[int]]:
+        """The model inputs for one prompted text's ids: the prompt and a slice of the text between special tokens."""
         # The prompt's tokens are those it shares with the joint tokenisation: a BPE tokenizer may
         # merge its trailing space into the first word, and that word then belongs to the text.
-        alone = self._tokens(prompt) if prompt else []
-        shared = next((i for i, (a, b) in enumerate(zip(alone, ids)) if a != b), min(len(alone), len(ids)))
+        shared = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
         head, body = ids[:shared], ids[shared:]
         room = self.max_tokens - len(self._prefix) - len(self._suffix) - len(head)
         if room < 1:
-            raise ValueError(f"the prompt {prompt!r} leaves no room in {self.max_tokens}-token windows")
+            raise ValueError(f"the prompt leaves no room in {self.max_tokens}-token windows")
         chunks = [body[start : start + room] for start in range(0, max(len(body), 1), room)]
         if self.long_text == "truncate":
             chunks = chunks[:1]
@@ -259,11 +258,12 @@ class TextEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         windows: list[list[int]] = []
         owner: list[int] = []
-        for index, text in enumerate(texts):
-            for window in self._windows(text, prompt):
+        prompt_ids = self._tokens([prompt])[0] if prompt else []
+        for index, ids in enumerate(self._tokens([prompt + clean_lyrics(text) for text in texts])):
+            for window in self._windows(ids, prompt_ids):
                 windows.append(window)
                 owner.append(index)
-        prompt_tokens = len(self._tokens(prompt)) if prompt else 0
+        prompt_tokens = len(prompt_ids)
         # Sorting by length keeps padding, and so wasted compute, small within each batch.
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         window_vectors = np.zeros((len(windows), self.dim), dtype=np.float32)

@@ -165,6 +165,9 @@ class Engine(ABC):
     """One collection in one store. Queries are exact unless the engine was opened approximate."""
 
     label: str  # for people: the engine and where it stores
+    # Batches ingestion may write at once from background threads while it embeds the next ones
+    # (0: written in line, by the thread that embeds).
+    writers: int = 0
 
     @abstractmethod
     def exists(self) -> bool:

@@ -69,6 +69,8 @@ class ClientEngine(Engine):
         self.settings = settings
         self.collection = collection
         self.server = bool(settings.qdrant_url)
+        # A server takes parallel writes; local mode's in-process store is written in line.
+        self.writers = 4 if self.server else 0
         self.client = self._connect(settings)
         self.label = f"server {settings.qdrant_url}" if self.server else f"local mode at {settings.qdrant_path}"
         self._params = None

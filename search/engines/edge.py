@@ -80,6 +80,10 @@ def _point_id(value: str) -> Any:
 class EdgeEngine(Engine):
     """A collection in a Qdrant Edge shard on this machine."""
 
+    # One writer thread, so batches land in order: the shard's update releases the GIL, and on a
+    # GPU the next batch is embedded meanwhile.
+    writers = 1
+
     def __init__(self, settings: Settings, collection: str) -> None:
         self.settings = settings
         self.folder = settings.qdrant_path / collection
