@@ -134,10 +134,11 @@ class ImageEncoder:
         """Raw pooled features of inputs from `prepare` (or `preprocess`), before normalisation."""
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
         batch_size = self.runtime.image_batch
-        with torch.inference_mode(), self.runtime.autocast():
+        with torch.inference_mode():
             for start in range(0, len(inputs), batch_size):
-                batch = self._batch(inputs[start : start + batch_size])
-                features = self.model(batch.contiguous(memory_format=torch.channels_last))
+                batch = self._batch(inputs[start : start + batch_size])  # in float32: only the model runs autocast
+                with self.runtime.autocast():
+                    features = self.model(batch.contiguous(memory_format=torch.channels_last))
                 out[start : start + len(batch)] = features.flatten(1).float().cpu().numpy()
         return out
 
