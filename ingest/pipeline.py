@@ -29,7 +29,6 @@ from search.index import (
 )
 
 EXCERPT_CHARS = 600
-PREPARE_CHUNK = 8  # songs a worker thread prepares per task
 LYRICS_HASH = "lyrics_hash"
 COVER_HASH = "cover_hash"
 HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
@@ -157,10 +156,8 @@ class Ingestor:
         self.embedder = embedder
         self.fetcher = fetcher
         self.batch_size = batch_size
-        # Cover decoding and hashing run in threads (Pillow and hashlib release the GIL), but the
-        # rest of preparing a song holds it: past a few threads they only contend (on 2 cores, 4
-        # threads prepared 15-30% fewer songs a second than 2, and re-runs were fastest with 1).
-        self.workers = workers or min(4, os.cpu_count() or 1)
+        # Cover downloads, decoding and hashing run in threads (they wait on the network or release the GIL).
+        self.workers = workers or max(4, os.cpu_count() or 1)
         self.progress = progress
         self.writers = index.engine.writers if writers is None else writers
 
@@ -210,28 +207,23 @@ class Ingestor:
         self, songs: list[Song], base_dir: Path | None, source: str, look_up: bool = True
     ) -> Iterator[list[PreparedSong]]:
         """Batches of prepared songs; the next two batches load while the current one is embedded."""
-        def prepare_some(some: list[tuple[Song, tuple[str, dict[str, Any] | None] | None]]) -> list[PreparedSong]:
-            return [self.prepare(song, base_dir, source, identity) for song, identity in some]
-
-        def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[list[PreparedSong]]]:
+        def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[PreparedSong]]:
             identities: list[tuple[str, dict[str, Any] | None] | None] = [None] * len(batch)
             if look_up:
                 identities[:] = self.identify(batch, source)
-            jobs = list(zip(batch, identities))
-            # A few songs a task: one task per song spent more on futures than on small songs.
-            return [pool.submit(prepare_some, jobs[i : i + PREPARE_CHUNK]) for i in range(0, len(jobs), PREPARE_CHUNK)]
+            return [pool.submit(self.prepare, s, base_dir, source, identity) for s, identity in zip(batch, identities)]
 
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]
         if any(song.cover for song in songs):
             self.embedder.image  # noqa: B018 (load the cover encoder here, not once per thread)
         with ThreadPoolExecutor(self.workers) as pool:
-            pending: deque[list[Future[list[PreparedSong]]]] = deque()
+            pending: deque[list[Future[PreparedSong]]] = deque()
             for batch in batches:
                 pending.append(submit(pool, batch))
                 if len(pending) > 2:
-                    yield [p for f in pending.popleft() for p in f.result()]
+                    yield [f.result() for f in pending.popleft()]
             while pending:
-                yield [p for f in pending.popleft() for p in f.result()]
+                yield [f.result() for f in pending.popleft()]
 
     @staticmethod
     def point_id(song: Song, source: str) -> str:
@@ -427,8 +419,21 @@ class Ingestor:
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
         stages = summary.stages
         batches = self._prepared(songs, base_dir, source, look_up=not dry_run)
+
+        def stored(songs: int) -> None:
+            bar.update(songs)
+            if on_batch is not None:
+                on_batch(songs)
+
         with ThreadPoolExecutor(max(self.writers, 1)) as writers:
-            writing: deque[Future[None]] = deque()
+            writing: deque[tuple[Future[None], int]] = deque()
+
+            def wait_for_writes(left: int) -> None:
+                while len(writing) > left:
+                    write, songs = writing.popleft()
+                    write.result()  # a failed write stops the run here, with its error
+                    stored(songs)
+
             while True:
                 with _timed(stages, "wait_for_loading"):  # covers loaded and decoded in threads
                     batch = next(batches, None)
@@ -437,29 +442,26 @@ class Ingestor:
                 kept = self._screen(batch, problems)
                 if source != "catalogue":
                     kept = self._keep_out_others(kept, source, problems)
-                if not dry_run:
-                    points = self._store(kept, summary)
-                    with _timed(stages, "store"):
-                        if self.writers:
-                            writing.append(writers.submit(self.index.upsert, points))
-                        else:
-                            self.index.upsert(points)
-                        while len(writing) > self.writers:
-                            writing.popleft().result()
-                        if not self.index.centring_final and self.index.count() >= CENTRE_SONGS:
-                            # Enough songs to learn final centres: learn them now, so that the rest
-                            # of the run is stored under them (below that, once, at the end).
-                            while writing:
-                                writing.popleft().result()
-                            self.index.recentre()
                 summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
                 summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
-                bar.update(len(batch))
-                if on_batch is not None:
-                    on_batch(len(batch))
+                if dry_run:
+                    stored(len(batch))
+                    continue
+                points = self._store(kept, summary)
+                with _timed(stages, "store"):
+                    if self.writers:
+                        writing.append((writers.submit(self.index.upsert, points), len(batch)))
+                        wait_for_writes(self.writers)
+                    else:
+                        self.index.upsert(points)
+                        stored(len(batch))
+                    if not self.index.centring_final and self.index.count() >= CENTRE_SONGS:
+                        # Enough songs to learn final centres: learn them now, so that the rest
+                        # of the run is stored under them (below that, once, at the end).
+                        wait_for_writes(0)
+                        self.index.recentre()
             with _timed(stages, "store"):
-                while writing:
-                    writing.popleft().result()
+                wait_for_writes(0)
         bar.close()
         if not dry_run:
             self.index.recentre()

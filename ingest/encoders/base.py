@@ -32,6 +32,7 @@ class Runtime:
     """Where encoders run, at what precision, and how many inputs go through the model at once.
 
     `precision` is the autocast dtype, or None for plain float32. Outputs are float32 either way.
+    `text_batch` counts lyrics windows of up to 256 tokens (models with longer windows take fewer).
     `decodes_jpeg`: JPEG covers are decoded on the device rather than by Pillow on the CPU.
     """
 

@@ -24,6 +24,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from ingest.covers import CoverError
 from ingest.encoders.base import RUNTIMES, Runtime, fingerprint
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -57,10 +58,14 @@ class Preprocessing:
 
 def _proven_jpeg(data: bytes) -> None:
     """Decode a JPEG at an eighth of its size: every byte is read (a third of a full decode's time),
-    so a truncated or corrupt cover is refused here, in its own row, rather than in the GPU's batch."""
-    image = Image.open(io.BytesIO(data), formats=("JPEG",))
-    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-    image.load()
+    so a cover that Pillow could not decode on the CPU (a truncated one, say) is refused here, in
+    its own row, rather than in the GPU's batch."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=("JPEG",))
+        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+        image.load()
+    except Exception as error:  # noqa: BLE001 (Pillow's decoders raise many types on corrupt data)
+        raise CoverError(f"cover could not be decoded ({error})") from error
 
 
 class ImageEncoder:
@@ -105,14 +110,18 @@ class ImageEncoder:
     def _decoded(self, encoded: list[torch.Tensor]) -> list[torch.Tensor]:
         """JPEG bytes as uint8 RGB images on the device, in one nvJPEG batch where it can."""
         device = self.runtime.torch_device
+        if device.type == "cuda":
+            # nvJPEG's engine may write to memory that work still queued on the stream reads.
+            torch.cuda.current_stream().synchronize()
         try:
             return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:  # one cover nvJPEG refuses (CMYK, say) must not cost the batch
+        except Exception:  # noqa: BLE001 (one cover nvJPEG refuses, CMYK say, must not cost the batch)
             images = []
             for data in encoded:
                 try:
                     images.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-                except RuntimeError:
+                except Exception:  # noqa: BLE001
+                    # Pillow, as on the CPU: `prepare` proved it decodes these bytes.
                     pil = Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")
                     images.append(F.pil_to_tensor(pil).to(device))
             return images

@@ -228,7 +228,7 @@ class TextEncoder:
         head, body = ids[:shared], ids[shared:]
         room = self.max_tokens - len(self._prefix) - len(self._suffix) - len(head)
         if room < 1:
-            raise ValueError(f"the prompt leaves no room in {self.max_tokens}-token windows")
+            raise ValueError(f"the prompt ({len(head)} tokens) leaves no room in {self.max_tokens}-token windows")
         chunks = [body[start : start + room] for start in range(0, max(len(body), 1), room)]
         if self.long_text == "truncate":
             chunks = chunks[:1]
@@ -268,7 +268,8 @@ class TextEncoder:
         # Sorting by length keeps padding, and so wasted compute, small within each batch.
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         window_vectors = np.zeros((len(windows), self.dim), dtype=np.float32)
-        batch_size = self.runtime.text_batch
+        # The runtime's batch is of 256-token windows; longer windows go fewer at a time (memory).
+        batch_size = max(1, self.runtime.text_batch * 256 // max(self.max_tokens, 256))
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 batch_ids = order[start : start + batch_size]

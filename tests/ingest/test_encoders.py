@@ -6,8 +6,10 @@ sentence-transformers' folder format here; sentence-transformers itself is the o
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,8 @@ from ingest.encoders import (
     text_encoder,
 )
 from ingest.encoders import _image_encoder
-from ingest.encoders.image import efficientnet_lite0_encoder, resnet50_encoder
+from ingest.covers import CoverError, CoverFetcher
+from ingest.encoders.image import ImageEncoder, efficientnet_lite0_encoder, resnet50_encoder
 
 SAMPLE = "A man is eating food."
 SHORT_TEXTS = [SAMPLE, "Neon lights on every corner, the city never sleeps", "We sail at dawn"]
@@ -506,3 +509,40 @@ def test_a_collection_refuses_a_changed_cover_model(tmp_path):
     from dataclasses import replace
 
     assert Embedder(replace(recorded, image_fingerprint=lite0.fingerprint), Settings(cache_dir=tmp_path / "c")).image is lite0
+
+
+def encoded(image: Image.Image, image_format: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def device_decoding_lite0(lite0):
+    """EfficientNet-Lite0 with the GPU's cover path (JPEGs decoded and preprocessed as tensors), on the CPU."""
+    return ImageEncoder(lite0.name, lite0.model, lite0.transform, lite0.preprocessing, lite0.dim,
+                        replace(RUNTIMES["cpu"], decodes_jpeg=True))
+
+
+def test_device_decoding_embeds_covers_as_pillow_does(lite0, device_decoding_lite0, sample_photos):
+    """JPEGs travel as their bytes and are decoded and preprocessed as tensors; the rule is the Pillow
+    transform's, so the vectors must be Pillow's; other formats still go through Pillow."""
+    jpegs = [encoded(photo.resize((300, 200)), "JPEG", quality=90) for photo in sample_photos]
+    jpegs.append(encoded(sample_photos[0].resize((120, 160)).convert("L"), "JPEG"))  # greyscale, another size
+    png = encoded(sample_photos[1].resize((200, 200)), "PNG")
+    inputs = [device_decoding_lite0.prepare(data, CoverFetcher.decode) for data in [*jpegs, png]]
+    assert [tuple(i.shape) for i in inputs[:-1]] == [(len(data),) for data in jpegs]
+    assert all(i.dtype == torch.uint8 for i in inputs[:-1]) and inputs[-1].dtype == torch.float32
+    on_device = device_decoding_lite0.encode_tensors(inputs)
+    with_pillow = lite0.encode([CoverFetcher.decode(data) for data in [*jpegs, png]])
+    assert (on_device * with_pillow).sum(1).min() > 0.999
+    one_by_one = np.concatenate([device_decoding_lite0.encode_tensors([i]) for i in inputs])
+    assert np.allclose(one_by_one, on_device, atol=1e-5), "a mixed batch embeds each cover as alone"
+
+
+def test_device_decoding_refuses_a_broken_jpeg_in_its_own_row(device_decoding_lite0, sample_photos):
+    whole = encoded(sample_photos[0], "JPEG")
+    with pytest.raises(CoverError, match="could not be decoded"):
+        device_decoding_lite0.prepare(whole[: len(whole) // 2], CoverFetcher.decode)
+    with pytest.raises(CoverError, match="could not be decoded"):
+        device_decoding_lite0.prepare(whole[:2000], CoverFetcher.decode)

@@ -459,3 +459,37 @@ def test_the_problems_file_never_hands_a_spreadsheet_a_formula(tmp_path):
     (row,) = csv_module.DictReader(path.open(encoding="utf-8"))
     assert row == {"row": "3", "song_id": "'=HYPERLINK(\"http://evil\")", "title": "'@SUM(A1)", "outcome": "rejected",
                    "reason": "'-1 cover"}
+
+
+def test_batches_are_reported_once_stored_and_a_failed_background_write_stops_the_run(
+    settings, themed_rows, write_catalogue, monkeypatch
+):
+    """With background writers, `on_batch` still means stored, and a write's error reaches the caller."""
+    catalogue = write_catalogue(themed_rows)
+    songspace = open_songspace(settings)
+    try:
+        index = songspace.index
+        ingestor = Ingestor(index, songspace.embedder, songspace.fetcher, batch_size=2, progress=False, writers=1)
+        upsert, writes = index.engine.upsert, []
+
+        def upsert_then_fail(points):
+            writes.append(len(points))
+            if len(writes) == 3:
+                raise OSError("the disk is full")
+            time.sleep(0.2)  # a slow store: a batch reported before its write lands would be seen
+            upsert(points)
+
+        monkeypatch.setattr(index.engine, "upsert", upsert_then_fail)
+        reported: list[tuple[int, int]] = []
+        told = 0
+
+        def on_batch(songs: int) -> None:
+            nonlocal told
+            told += songs
+            reported.append((told, index.count()))
+
+        with pytest.raises(OSError, match="the disk is full"):
+            ingestor.run(catalogue, on_batch=on_batch)
+        assert reported == [(2, 2), (4, 4)], "each batch is reported once it is in the store, never before"
+    finally:
+        songspace.close()
