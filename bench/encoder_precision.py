@@ -14,7 +14,6 @@ Run: .venv/bin/python -m bench.encoder_precision [--device cuda] [--text-model F
 from __future__ import annotations
 
 import argparse
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from bench.ingest_throughput import DEFAULT, device_name
+from bench.report import report
 from ingest.catalogue import read_catalogue
 from ingest.covers import CoverFetcher
 from ingest.encoders import DEFAULT_TEXT_ENCODER
@@ -107,10 +107,7 @@ def main() -> None:
             if f"{way}, {decoder} decoding" in covers
         }
         results[f"fused_dense_at_lyrics_weight_{w}"] = fused
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

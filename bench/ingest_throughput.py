@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from bench.report import report
 from ingest.catalogue import Song, read_catalogue
 from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
@@ -164,10 +165,7 @@ def main() -> None:
         "stages_s": middle["stages_s"],
         "rounds": rounds,
     }
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import synthetic
+from bench.report import report
 from search.index import open_index
 from search.settings import PROJECT_ROOT, Settings
 from search.titles import TitleIndex
@@ -134,9 +135,7 @@ def main() -> None:
         "find_ms_p50": round(1000 * statistics.median(finds), 1),
         "find_ms_max": round(1000 * max(finds), 1),
     }
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench import synthetic
+from bench.report import report
 from search.settings import DEFAULT_LYRICS_WEIGHT, DEFAULT_WORDS_WEIGHT, Settings
 
 KINDS = ("lyrics", "cover", "fused", "fused_filtered", "by_id")
@@ -199,8 +200,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve or args.brute_force:
         folder = args.serve or args.brute_force
-        report = serve(folder) if args.serve else brute_force(folder)
-        (folder / ("serve.json" if args.serve else "brute-force.json")).write_text(json.dumps(report))
+        measured = serve(folder) if args.serve else brute_force(folder)
+        (folder / ("serve.json" if args.serve else "brute-force.json")).write_text(json.dumps(measured))
         return
 
     with tempfile.TemporaryDirectory(prefix="songspace-bench-") as work:
@@ -240,10 +241,7 @@ def main() -> None:
         "queries_checked": len(store["answers"]),
         "answers_differing_from_brute_force": wrong,
     }
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":
