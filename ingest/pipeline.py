@@ -50,6 +50,9 @@ class PreparedSong:
     cover_problem: str | None = None
     words: SparseVector | None = None
     stored: dict[str, Any] | None = None  # the payload stored under this point id, if any
+    # The store holds these very lyrics with their words vector: it is computed again only if the
+    # song is embedded again (a re-run of an unchanged catalogue then skips BM25 altogether).
+    words_stored: bool = False
 
 
 @dataclass
@@ -171,13 +174,17 @@ class Ingestor:
         prepared = PreparedSong(song, point_id, song_payload(song, source), stored=stored)
         if song.lyrics:
             prepared.payload[LYRICS_HASH] = lyrics_hash(song.lyrics)
-            prepared.words = self.embedder.words.document(song.lyrics) or None
+            prepared.words_stored = bool(
+                stored and stored.get(LYRICS_HASH) == prepared.payload[LYRICS_HASH] and WORDS in stored.get("vectors", ())
+            )
+            if not prepared.words_stored:
+                prepared.words = self.embedder.words.document(song.lyrics) or None
         self._load_cover(prepared, base_dir)
         # What the song will be stored with; the index records the same list, so a stored song
         # that lacks one of them (say, from an older version) counts as changed.
         prepared.payload["vectors"] = sorted(
             [LYRICS] * (LYRICS_HASH in prepared.payload)
-            + [WORDS] * (prepared.words is not None)
+            + [WORDS] * (prepared.words is not None or prepared.words_stored)
             + [COVER] * (COVER_HASH in prepared.payload)
         )
         return prepared
@@ -581,6 +588,8 @@ class Ingestor:
         )
         points = []
         for prepared in batch:
+            if prepared.words_stored and prepared.words is None:
+                prepared.words = self.embedder.words.document(prepared.song.lyrics or "") or None
             vectors = {}
             if LYRICS_HASH in prepared.payload:
                 vectors[LYRICS] = lyrics[prepared.payload[LYRICS_HASH]]

@@ -493,3 +493,22 @@ def test_batches_are_reported_once_stored_and_a_failed_background_write_stops_th
         assert reported == [(2, 2), (4, 4)], "each batch is reported once it is in the store, never before"
     finally:
         songspace.close()
+
+
+def test_a_re_run_that_changes_only_covers_keeps_each_songs_words(settings, themed_rows, write_catalogue, tmp_path):
+    """An unchanged lyric's words are not computed again on a re-run, yet a song embedded again for
+    its new cover is stored with them, as BM25 makes them from its lyrics."""
+    from ingest.encoders import words_encoder
+
+    catalogue = write_catalogue(themed_rows)
+    run_ingest(settings, catalogue)
+    for i, row in enumerate(themed_rows[:3]):
+        (tmp_path / str(row["cover_path"])).write_bytes(make_cover((250, 200, 10 * i), 40 + i))
+    summary, points = run_ingest(settings, catalogue)
+    assert (summary.inserted, summary.updated, summary.unchanged) == (0, 3, len(themed_rows) - 3)
+    words = words_encoder("bm25-english")
+    for row in themed_rows:
+        point, expected = points[str(row["title"])], words.document(str(row["lyrics"]))
+        stored = dict(zip(point.words.indices, point.words.values))
+        assert stored == pytest.approx(dict(zip(expected.indices, expected.values)), rel=1e-6), row["title"]  # float32 in the store
+        assert set(point.vectors) == {LYRICS, COVER}
