@@ -175,7 +175,7 @@ class Ingestor:
         if song.lyrics:
             prepared.payload[LYRICS_HASH] = lyrics_hash(song.lyrics)
             prepared.words_stored = bool(
-                stored and stored.get(LYRICS_HASH) == prepared.payload[LYRICS_HASH] and WORDS in stored.get("vectors", ())
+                stored and stored.get(LYRICS_HASH) == prepared.payload[LYRICS_HASH] and WORDS in (stored.get("vectors") or ())
             )
             if not prepared.words_stored:
                 prepared.words = self.embedder.words.document(song.lyrics) or None

@@ -512,3 +512,16 @@ def test_a_re_run_that_changes_only_covers_keeps_each_songs_words(settings, them
         stored = dict(zip(point.words.indices, point.words.values))
         assert stored == pytest.approx(dict(zip(expected.indices, expected.values)), rel=1e-6), row["title"]  # float32 in the store
         assert set(point.vectors) == {LYRICS, COVER}
+
+
+def test_a_re_run_of_an_unchanged_catalogue_computes_no_words(settings, themed_rows, write_catalogue, monkeypatch):
+    from ingest.encoders.words import WordsEncoder
+
+    catalogue = write_catalogue(themed_rows)
+    run_ingest(settings, catalogue)
+    calls: list[str] = []
+    document = WordsEncoder.document
+    monkeypatch.setattr(WordsEncoder, "document", lambda self, lyrics: calls.append(lyrics) or document(self, lyrics))
+    summary, points = run_ingest(settings, catalogue)
+    assert summary.unchanged == len(themed_rows) and calls == []
+    assert all(point.words for point in points.values())
