@@ -30,15 +30,13 @@ from ingest.encoders import DEFAULT_TEXT_ENCODER
 from ingest.encoders.base import resolve_runtime
 from ingest.encoders.image import ImageEncoder, efficientnet_lite0_encoder, efficientnet_lite0_state_dict
 from ingest.encoders.text import TextEncoder
-from search.eval import K, precision_at_k
+from search.eval import K, cosine, precision_at_k
 from search.settings import DEFAULT_LYRICS_WEIGHT, load_settings
 
 
 def centred_cosines(vectors: np.ndarray) -> np.ndarray:
     """Cosine similarities after subtracting the mean vector, as the index compares songs."""
-    centred = vectors - vectors.mean(axis=0)
-    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
-    return centred @ centred.T
+    return cosine(vectors - vectors.mean(axis=0))
 
 
 def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:

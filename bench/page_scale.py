@@ -33,7 +33,7 @@ from bench.report import report
 from search.index import open_index
 from search.settings import PROJECT_ROOT, Settings
 from search.titles import TitleIndex
-from tests.ui.test_browser import BROWSER_ARGS, free_port, wait_healthy
+from tests.ui.browser import BROWSER_ARGS, free_port, wait_healthy
 
 
 

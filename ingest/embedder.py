@@ -92,7 +92,6 @@ class Embedder:
     encoders: IndexEncoders
     settings: Settings
     cache: EmbeddingCache | None = None
-    model_seconds: float = field(default=0.0, init=False)
     seconds_by_modality: dict[str, float] = field(default_factory=lambda: {LYRICS: 0.0, COVER: 0.0}, init=False)
 
     @property
@@ -134,7 +133,6 @@ class Embedder:
             started = time.perf_counter()
             fresh = dict(zip(missing, encode([inputs[h] for h in missing])))
             elapsed = time.perf_counter() - started
-            self.model_seconds += elapsed
             self.seconds_by_modality[modality] += elapsed
             if self.cache is not None:
                 self.cache.put_many(self._cache_key(modality), fresh)

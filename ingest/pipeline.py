@@ -215,9 +215,7 @@ class Ingestor:
     ) -> Iterator[list[PreparedSong]]:
         """Batches of prepared songs; the next two batches load while the current one is embedded."""
         def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[PreparedSong]]:
-            identities: list[tuple[str, dict[str, Any] | None] | None] = [None] * len(batch)
-            if look_up:
-                identities[:] = self.identify(batch, source)
+            identities = self.identify(batch, source) if look_up else [None] * len(batch)
             return [pool.submit(self.prepare, s, base_dir, source, identity) for s, identity in zip(batch, identities)]
 
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]

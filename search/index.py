@@ -297,9 +297,6 @@ class SongIndex:
         exact and can be redone after an interruption, or after a write that raced a change).
         Returns the modalities whose centre changed.
         """
-        if self.centring_final and not freeze:
-            self._refresh_fused()
-            return []
         recorded = dict(self.metadata().get("centres", {}))
         frozen = set(self.metadata().get("frozen", []))
         changed = []
@@ -338,7 +335,7 @@ class SongIndex:
             if not hits:
                 return
             found = self.engine.retrieve([h.point_id for h in hits], True, [LYRICS, COVER, WORDS])
-            self.upsert([self._point(h) for h in found])
+            self.upsert([self.point_from(h) for h in found])
 
     def to_index_space(self, modality: str, vector: np.ndarray) -> np.ndarray:
         """An encoder's unit vector as the search compares it: centred, then unit length again."""
@@ -426,13 +423,14 @@ class SongIndex:
             return []
         names = [LYRICS, COVER, WORDS] if with_vectors else False
         by_id = {hit.point_id: hit for hit in self.engine.retrieve(list(point_ids), True, names)}
-        found = [self._point(by_id[i]) for i in map(str, point_ids) if i in by_id]
+        found = [self.point_from(by_id[i]) for i in map(str, point_ids) if i in by_id]
         for point in found:
             point.vectors = {m: self.to_index_space(m, v) for m, v in point.vectors.items()}
         return found
 
     @staticmethod
-    def _point(hit: Hit) -> SongPoint:
+    def point_from(hit: Hit) -> SongPoint:
+        """A stored point as a song: its lyrics and cover vectors and its words vector, as stored."""
         words = hit.vectors.get(WORDS)
         return SongPoint(
             hit.point_id,

@@ -17,16 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from search.engines.base import Engine, SparseVector
+from search.engines.base import Engine
 from search.index import (
     CENTRE_SONGS,
     COVER,
     LYRICS,
-    MODALITIES,
     WORDS,
     IndexEncoders,
     SongIndex,
-    SongPoint,
     older_format,
 )
 
@@ -95,15 +93,12 @@ def migrate(source: Engine, target: SongIndex) -> Migration:
         hits = source.retrieve(ids, True, [LYRICS, COVER, WORDS])
         points = []
         for hit in hits:
-            vectors = {m: np.asarray(v, dtype=np.float32) for m, v in hit.vectors.items() if m in MODALITIES}
+            point = SongIndex.point_from(hit)  # the payload's centring and derived fields are set again by upsert
             if older:
-                vectors = {m: raw_from_centred(v, old_centres[m]) if m in old_centres else v for m, v in vectors.items()}
-            words = hit.vectors.get(WORDS)
-            payload = dict(hit.payload or {})
-            payload.pop("centring", None)
-            if LYRICS in vectors and not isinstance(words, SparseVector):
+                point.vectors = {m: raw_from_centred(v, old_centres[m]) if m in old_centres else v for m, v in point.vectors.items()}
+            if LYRICS in point.vectors and point.words is None:
                 without_words += 1
-            points.append(SongPoint(hit.point_id, payload, vectors, words if isinstance(words, SparseVector) else None))
+            points.append(point)
         target.upsert(points)
         copied += len(points)
     target.recentre()

@@ -44,7 +44,7 @@ from search.cli import (
     with_collection,
     year_range,
 )
-from search.index import SongIndex, SongPoint, older_format, open_index
+from search.index import MIN_CENTRE_SONGS, SongIndex, SongPoint, older_format, open_index
 from search.recommend import Filters
 from search.settings import ENGINES, Settings, load_settings
 from search.titles import TitleIndex
@@ -247,7 +247,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     centring = status["centring"]
     lines.append("centred: " + (", ".join(
         f"{m} ({'final, ' if c['final'] else ''}from {c['songs']} songs)" for m, c in sorted(centring.items())
-    ) or "not yet (each modality is centred once 32 songs have it)"))
+    ) or f"not yet (each modality is centred once {MIN_CENTRE_SONGS} songs have it)"))
     sources = ", ".join(f"{source} {count}" for source, count in status["sources"].items())
     lines.append(f"sources: {sources or 'none'}")
     return lines

@@ -157,8 +157,11 @@ class TitleIndex:
         """Songs whose title or artists contain every typed word, from the full-text index."""
         where = Filter(must=(Text("search_text", wanted),))
         songs: list[tuple[str, str, list[str]]] = []
-        for point_id, payload in self.index.scroll_payloads(["title", "artists"], where=where, page=1_000):
-            songs.append((point_id, payload.get("title", ""), list(payload.get("artists", []))))
+        keys: list[str] = []
+        for point_id, payload in self.index.scroll_payloads(["title", "artists", "search_text"], where=where, page=CANDIDATES):
+            title, artists = payload.get("title", ""), list(payload.get("artists", []))
+            songs.append((point_id, title, artists))
+            keys.append(payload.get("search_text") or search_key(title, artists))
             if len(songs) >= CANDIDATES:
                 break
-        return songs, [search_key(title, artists) for _, title, artists in songs], [1.0] * len(songs)
+        return songs, keys, [1.0] * len(songs)

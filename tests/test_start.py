@@ -14,7 +14,7 @@ import pytest
 from ingest.catalogue import read_catalogue
 from search.index import COVER, LYRICS, open_index
 from tests.conftest import store_settings
-from tests.ui.test_browser import free_port, wait_healthy
+from tests.ui.browser import free_port, wait_healthy
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT / "data" / "sample" / "hymns.csv"

@@ -99,7 +99,7 @@ def playlists_out(settings: Settings, results: list[Recommendation], title: str)
 
 def finish_spotify_login(settings: Settings) -> None:
     """Back from Spotify's login (a fresh page session): save the playlist it was for and show its link."""
-    answer = {key: st.query_params[key] for key in st.query_params}
+    answer = st.query_params.to_dict()
     if "state" in answer:
         st.query_params.clear()  # a reload must not try the single-use login again
         pending = pending_logins().take(answer["state"])

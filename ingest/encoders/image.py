@@ -132,6 +132,8 @@ class ImageEncoder:
         encoded = [i for i, tensor in enumerate(inputs) if tensor.dtype == torch.uint8]
         if not encoded:
             return torch.stack(inputs).to(device)
+        if len(encoded) == len(inputs):
+            return self.preprocessing.pixels(self._decoded(inputs))
         batch = torch.empty((len(inputs), 3, self.preprocessing.crop, self.preprocessing.crop), device=device)
         batch[encoded] = self.preprocessing.pixels(self._decoded([inputs[i] for i in encoded]))
         ready = [i for i, tensor in enumerate(inputs) if tensor.dtype != torch.uint8]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import HOSTILE_TITLE
-from tests.ui.browser import BROWSER_ARGS, BROWSER_TEST, chromium, free_port, served_page, wait_healthy
+from tests.ui.browser import BROWSER_TEST, chromium, served_page
 
 pytestmark = BROWSER_TEST
-__all__ = ["BROWSER_ARGS", "free_port", "wait_healthy"]  # tests/test_start.py and bench.page_scale take them from here
 
 
 @pytest.fixture
