@@ -211,9 +211,13 @@ class CoverFetcher:
 
     def with_roots(self, *roots: Path) -> CoverFetcher:
         """This fetcher, also reading local covers under `roots` (for one call, such as a page upload)."""
-        widened = copy.copy(self)
-        widened.roots = self.roots + roots
-        return widened
+        return self.only_roots(*self.roots, *roots)
+
+    def only_roots(self, *roots: Path) -> CoverFetcher:
+        """This fetcher, reading local covers under `roots` alone (besides a catalogue's own folder)."""
+        narrowed = copy.copy(self)
+        narrowed.roots = roots
+        return narrowed
 
     def check_url(self, url: str) -> None:
         """Refuse, before connecting, a URL that is not http(s), is malformed, or names a non-public host."""

@@ -35,9 +35,9 @@ class AddedSong:
 
 
 def catalogue_match(index: SongIndex, title: str, artists: list[str]) -> SongPoint | None:
-    """A stored catalogue song with the same normalised title and a shared normalised artist."""
+    """A stored catalogue song (loaded by the command or on the page) with the same normalised title and a shared normalised artist."""
     wanted = {normalise_text(a) for a in artists}
-    where = Filter(must=(Match("title_key", (normalise_text(title),)), Match("source", ("catalogue",))))
+    where = Filter(must=(Match("title_key", (normalise_text(title),)), Match("source", ("catalogue", "upload"))))
     for point_id, payload in index.scroll_payloads(["artists"], where=where):
         if wanted & {normalise_text(a) for a in payload.get("artists", [])}:
             return index.get([point_id])[0]

@@ -211,6 +211,9 @@ def search(args: argparse.Namespace) -> int:
     settings = with_collection(load_settings(), args.collection)
     if args.text and args.not_song_id:
         raise CommandError("--not-song-id goes with liked songs (--song-id, --spotify, --spotify-playlist), not --text")
+    both = sorted(set(args.song_id or ()) & set(args.not_song_id or ()))
+    if both:
+        raise CommandError(f"{', '.join(map(repr, both))} is both liked (--song-id) and disliked (--not-song-id)")
     needs_spotify = "--spotify-playlist" if args.spotify_playlist else "--spotify" if args.spotify else None
     no_spotify = f"{needs_spotify} needs Spotify: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (in the environment or .env)"
     if args.spotify_playlist and not settings.spotify_configured:
@@ -233,7 +236,10 @@ def search(args: argparse.Namespace) -> int:
         else:
             liked = liked_songs(args, songspace, settings.collection)
             disliked = songs_named(index, args.not_song_id, settings.collection)
-            query = seed_query(liked, disliked, exclude_seed_artists=args.exclude_artist, filters=filters)
+            try:
+                query = seed_query(liked, disliked, exclude_seed_artists=args.exclude_artist, filters=filters)
+            except ValueError as error:  # liked and disliked songs that cancel out: the user's choice, not a bug
+                raise CommandError(str(error)) from None
             seed = named(liked) + (f"; not {named(disliked)}" if disliked else "")
         results = recommend(index, query, args.lyrics_weight, args.k, args.diversity, words_weight=settings.words_weight)
         header = describe(seed, query, args.lyrics_weight, settings.words_weight)

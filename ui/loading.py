@@ -36,6 +36,8 @@ BATCH_SIZE = 32  # smaller than the command's: the bar moves often and each upse
 # Caps on a covers zip, counted on what is actually unpacked (a zip's own sizes can lie).
 MAX_ZIP_FILES = 5_000
 MAX_ZIP_BYTES = 512 * 2**20
+# All uploaded catalogues and covers together (cards show covers from there, so loads are kept).
+MAX_UPLOADS_BYTES = 4 * 2**30
 _READ_CHUNK = 2**16
 
 
@@ -126,6 +128,11 @@ def server_catalogue(text: str, roots: tuple[Path, ...]) -> Path:
     return resolved
 
 
+def _bytes_under(folder: Path) -> int:
+    """The size of the files under a folder (0 if there is none)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+
+
 def _job_folder(settings: Settings) -> Path:
     """A new folder for one load: the upload, its covers (cards show them from there) and the problems file."""
     parent = settings.cache_dir / "catalogues"
@@ -140,8 +147,9 @@ def _stem(name: str) -> str:
 class LoadJob:
     """One catalogue being loaded in a background thread; the page reads its progress and outcome."""
 
-    def __init__(self, name: str, catalogue: Path, folder: Path) -> None:
+    def __init__(self, name: str, catalogue: Path, folder: Path, uploaded: bool = False) -> None:
         self.folder = folder
+        self.uploaded = uploaded  # a visitor's files: covers are read from its own folder only
         self.name = name  # as the visitor knows it: the uploaded file's name or the path they gave
         self.catalogue = catalogue
         self.problems_name = f"{_stem(name)}-problems.csv"
@@ -160,12 +168,18 @@ class LoadJob:
         suffix = Path(name).suffix.lower()
         if suffix not in CATALOGUE_SUFFIXES:
             raise LoadRefused(f"{name!r} is not a CSV, Parquet or JSON-lines catalogue (by its name)")
+        room = MAX_UPLOADS_BYTES - _bytes_under(settings.cache_dir / "catalogues") - len(data)
+        if room <= 0:
+            raise LoadRefused(
+                f"the page's room for uploaded catalogues ({MAX_UPLOADS_BYTES // 2**30} GiB) is full; "
+                "the operator can remove old loads from the cache's catalogues folder"
+            )
         folder = _job_folder(settings)
         catalogue = folder / f"catalogue{suffix}"
         catalogue.write_bytes(data)  # first: a zip entry of the same name is then refused, not written over it
         if covers_zip:
-            unpack_covers(covers_zip, folder, settings.cover_max_bytes)
-        return cls(name, catalogue, folder)
+            unpack_covers(covers_zip, folder, settings.cover_max_bytes, max_bytes=min(MAX_ZIP_BYTES, room))
+        return cls(name, catalogue, folder, uploaded=True)
 
     @classmethod
     def from_server(cls, settings: Settings, text: str) -> LoadJob:
@@ -219,7 +233,9 @@ class LoadJob:
             self._discard_inputs()
             return
         self.total = len(songs)
-        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=BATCH_SIZE, progress=False)
+        # A visitor's catalogue reads covers from its own folder, never from the operator's COVER_ROOTS.
+        fetcher = songspace.fetcher.only_roots() if self.uploaded else songspace.fetcher
+        ingestor = Ingestor(songspace.index, songspace.embedder, fetcher, batch_size=BATCH_SIZE, progress=False)
         self.summary = ingestor.run(
             self.catalogue, problems_path=self.problems_path, read=(songs, problems), on_batch=self._advance,
             source="upload",  # a visitor's catalogue never replaces the operator's songs

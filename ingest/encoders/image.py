@@ -30,6 +30,10 @@ from ingest.encoders.base import RUNTIMES, Runtime, fingerprint
 Transform = Callable[[Image.Image], torch.Tensor]
 Decode = Callable[[bytes], Image.Image]
 JPEG_MAGIC = b"\xff\xd8\xff"
+# Larger JPEGs are decoded by Pillow even on a GPU: a batch of 256 is decoded whole on the device
+# before resizing, so 2 MP each (album art is 0.4 MP) keeps it near 1.5 GB, where the pixel cap
+# alone (40 MP) would allow 30 GB.
+DEVICE_DECODE_MAX_PIXELS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -56,16 +60,18 @@ class Preprocessing:
         return out
 
 
-def _proven_jpeg(data: bytes) -> None:
-    """Decode a JPEG at an eighth of its size: every byte is read (a third of a full decode's time),
-    so a cover that Pillow could not decode on the CPU (a truncated one, say) is refused here, in
-    its own row, rather than in the GPU's batch."""
+def _proven_jpeg(data: bytes) -> int:
+    """Decode a JPEG at an eighth of its size and return its pixels: every byte is read (a third of
+    a full decode's time), so a cover that Pillow could not decode on the CPU (a truncated one, say)
+    is refused here, in its own row, rather than in the GPU's batch."""
     try:
         image = Image.open(io.BytesIO(data), formats=("JPEG",))
+        pixels = image.width * image.height
         image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
     except Exception as error:  # noqa: BLE001 (Pillow's decoders raise many types on corrupt data)
         raise CoverError(f"cover could not be decoded ({error})") from error
+    return pixels
 
 
 class ImageEncoder:
@@ -100,10 +106,9 @@ class ImageEncoder:
         """The model's input for checked image bytes (safe to run in worker threads).
 
         Where the runtime decodes on its device, a JPEG's bytes (as a uint8 tensor, once proven to
-        decode); otherwise the image decoded by `decode` and preprocessed here.
+        decode; up to DEVICE_DECODE_MAX_PIXELS); otherwise the image decoded by `decode` and preprocessed here.
         """
-        if self.runtime.decodes_jpeg and data.startswith(JPEG_MAGIC):
-            _proven_jpeg(data)
+        if self.runtime.decodes_jpeg and data.startswith(JPEG_MAGIC) and _proven_jpeg(data) <= DEVICE_DECODE_MAX_PIXELS:
             return torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return self.preprocess(decode(data))
 

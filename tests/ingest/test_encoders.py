@@ -540,6 +540,17 @@ def test_device_decoding_embeds_covers_as_pillow_does(lite0, device_decoding_lit
     assert np.allclose(one_by_one, on_device, atol=1e-5), "a mixed batch embeds each cover as alone"
 
 
+def test_device_decoding_leaves_a_large_jpeg_to_pillow(device_decoding_lite0, sample_photos):
+    """A batch is decoded whole on the device before resizing: a large cover would cost it GBs."""
+    from ingest.encoders.image import DEVICE_DECODE_MAX_PIXELS
+
+    side = int(DEVICE_DECODE_MAX_PIXELS**0.5) + 1
+    large = device_decoding_lite0.prepare(encoded(sample_photos[0].resize((side, side)), "JPEG"), CoverFetcher.decode)
+    album_art = device_decoding_lite0.prepare(encoded(sample_photos[0].resize((640, 640)), "JPEG"), CoverFetcher.decode)
+    assert large.dtype == torch.float32 and tuple(large.shape) == (3, 224, 224)
+    assert album_art.dtype == torch.uint8
+
+
 def test_device_decoding_refuses_a_broken_jpeg_in_its_own_row(device_decoding_lite0, sample_photos):
     whole = encoded(sample_photos[0], "JPEG")
     with pytest.raises(CoverError, match="could not be decoded"):

@@ -12,7 +12,7 @@ from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient
 from ingest.pipeline import Ingestor
 from ingest.spotify import SpotifyClient, SpotifyError
-from ingest.unseen import UnseenSongError, add_spotify_collection, add_spotify_track, add_user_song
+from ingest.unseen import UnseenSongError, add_spotify_collection, add_spotify_track, add_user_song, catalogue_match
 from search.index import COVER, LYRICS
 from search.recommend import recommend, seed_query
 from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
@@ -210,3 +210,17 @@ def test_a_visitor_cannot_overwrite_another_visitors_song(songspace):
     assert first.inserted and not second.inserted and second.message == "already added by a visitor"
     (stored,) = songspace.index.get([first.point.point_id])
     assert stored.payload["lyrics_excerpt"].startswith(SEA_LYRICS[0][:40])  # the first one stays
+
+
+def test_a_song_loaded_on_the_page_counts_as_the_catalogues(settings, themed_rows, write_catalogue):
+    """A visitor's new song must not duplicate one that a catalogue loaded on the page already holds."""
+    songspace = open_songspace(settings)
+    try:
+        Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(
+            write_catalogue(themed_rows[:2]), source="upload"
+        )
+        match = catalogue_match(songspace.index, "SEA song 0", ["sea band 0", "Someone Else"])
+        assert match is not None and match.payload["song_id"] == "sea-0"
+        assert catalogue_match(songspace.index, "Sea Song 0", ["Someone Else"]) is None
+    finally:
+        songspace.close()

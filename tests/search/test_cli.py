@@ -19,6 +19,7 @@ from search.cli import run_command
 from search.settings import DEFAULT_LYRICS_WEIGHT
 from tests.conftest import CITY_LYRICS, SEA_LYRICS, make_cover
 from tests.fakes import TRACKS
+from tests.search.test_recommend import assert_same_top
 
 PROJECT = Path(__file__).resolve().parents[2]
 FIELDS = {"point_id", "song_id", "title", "artists", "score", "lyrics_score", "cover_score", "words_score"}
@@ -139,6 +140,7 @@ def test_nothing_matched_says_why(ingested, capsys):
         (["--song-id", "sea-0", "-k", "two"], "argument -k: expected a whole number of at least 1, got 'two'"),
         (["--song-id", "sea-0", "--text", "both"], "argument --text: not allowed with argument --song-id"),
         (["--text", "sea", "--not-song-id", "sea-0"], "--not-song-id goes with liked songs"),
+        (["--song-id", "sea-0", "--not-song-id", "sea-0"], "'sea-0' is both liked (--song-id) and disliked (--not-song-id)"),
         (["--spotify", "garbage"], "argument --spotify: 'garbage' is not a Spotify track"),
         (["--spotify", "https://example.org/track/4uLU6hMCjMI75M1A2tKUQC"], "argument --spotify: 'https://example.org/track/"),
         (["--spotify-playlist", "https://example.org/x"], "argument --spotify-playlist: 'https://example.org/x' is not a Spotify playlist or album"),
@@ -339,9 +341,7 @@ def test_liked_and_disliked_songs_give_the_exact_top_20(thirty, capsys):
     expected = oracle.ranking(vectors, words, 0.3, 0.2, allowed_by(Filters(), set(liked) | set(disliked)))
     got = [(r["point_id"], r["score"]) for r in results]
     assert len(got) == 20 and not {"t1", "t9", "t20"} & {r["song_id"] for r in results}
-    assert np.allclose([s for _, s in got], [s for _, s in expected[:20]], atol=1e-4)
-    boundary = expected[19][1]
-    assert {i for i, s in expected[:20] if s > boundary + 1e-4} <= {i for i, _ in got}
+    assert_same_top(got, expected, 20)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".m3u8", ".jspf"])

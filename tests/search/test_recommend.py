@@ -168,9 +168,17 @@ def allowed_by(filters: Filters, excluded: set[str]):
 
 
 def assert_same_top(got: list[tuple[str, float]], expected: list[tuple[str, float]], k: int, atol: float = 1e-4) -> None:
-    """The same top k: the same scores in order, and the same songs up to ties at the boundary."""
+    """The same top k: the same scores in order, and the same songs up to ties at the boundary.
+
+    Every song returned is eligible (ranked by the oracle), returned once, with the oracle's score for it.
+    """
     assert len(got) == min(k, len(expected))
     assert np.allclose([s for _, s in got], [s for _, s in expected[:k]], atol=atol)
+    oracle = dict(expected)
+    assert len({i for i, _ in got}) == len(got), "a song returned twice"
+    for point_id, score in got:
+        assert point_id in oracle, f"{point_id} is not eligible"
+        assert abs(oracle[point_id] - score) <= atol, (point_id, score, oracle[point_id])
     if not got:
         return
     boundary = expected[len(got) - 1][1]

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import io
 import stat
+import time
 import zipfile
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
+from search.index import COVER, LYRICS
 from tests.conftest import make_cover, store_settings
 from tests.ui.apptest import card_titles, messages, pick_by_title, shown, use, wait_for_load
-from ui.loading import LoadRefused, server_catalogue, unpack_covers
+from ui import loading
+from ui.loading import LoadJob, LoadRefused, server_catalogue, unpack_covers
 
 WORDS = ["pine", "moss", "fern", "oak", "deer", "owl", "birch", "mist", "brook", "acorn", "thicket", "lichen"]
 
@@ -265,3 +269,42 @@ def test_a_catalogue_loaded_on_the_page_never_replaces_the_operators_songs(monke
     assert any(t.startswith("Sea Song") for t in card_titles(app))
     app.text_input(key="query").input("visitor was here").run()
     assert not [b for b in app.button if "Visitor was here" in shown(b.label)]
+
+
+def test_an_upload_reads_covers_from_its_own_folder_never_the_operators_roots(catalogue_settings, tmp_path):
+    from ingest.context import open_songspace
+
+    operators = tmp_path / "operator-covers"
+    operators.mkdir()
+    (operators / "private.png").write_bytes(make_cover((10, 10, 10), 3))
+    settings = replace(catalogue_settings, cover_roots=(operators,))
+    rows = forest_rows(2)
+    rows[0]["cover_path"] = str(operators / "private.png")
+    job = LoadJob.from_upload(settings, "mine.csv", as_csv(rows), covers_zip(2))
+    songspace = open_songspace(settings)
+    try:
+        job.start(songspace)
+        deadline = time.monotonic() + 120
+        while not job.finished and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert job.finished and job.error is None and job.summary is not None
+        stored = {p.payload["song_id"]: p for p in songspace.index.find("source", "upload")}
+    finally:
+        songspace.close()
+    (problem,) = job.summary.problems
+    assert problem.song_id == "forest-0" and problem.outcome == "kept" and "outside" in problem.reason
+    assert set(stored["forest-0"].vectors) == {LYRICS} and set(stored["forest-1"].vectors) == {LYRICS, COVER}
+
+
+def test_the_room_for_uploaded_catalogues_is_capped(catalogue_settings, monkeypatch):
+    monkeypatch.setattr(loading, "MAX_UPLOADS_BYTES", 60_000)
+    earlier = catalogue_settings.cache_dir / "catalogues" / "load-earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "covers.bin").write_bytes(b"0" * 40_000)
+    catalogue = as_csv(forest_rows(1))
+    with pytest.raises(LoadRefused, match="unpacks to more than"):  # within a zip's own caps, not the room left
+        LoadJob.from_upload(catalogue_settings, "a.csv", catalogue, as_zip({"covers/forest0.png": b"1" * 30_000}))
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["load-earlier"]
+    (earlier / "more.bin").write_bytes(b"0" * 20_000)
+    with pytest.raises(LoadRefused, match="is full"):
+        LoadJob.from_upload(catalogue_settings, "a.csv", catalogue, None)
