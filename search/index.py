@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -140,7 +140,7 @@ def song_point_id(
     return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
-def search_key(title: str, artists: list[str]) -> str:
+def search_key(title: str, artists: Sequence[str]) -> str:
     """What a typed title search is compared with: the normalised title and artists."""
     return normalise_text(f"{title} {' '.join(artists)}")
 

@@ -4,6 +4,9 @@ On the CPU, covers are decoded and preprocessed with Pillow in the ingestion's w
 GPU, JPEG covers (Spotify's album art is JPEG) travel as their bytes and are decoded, resized and
 normalised there in batches (nvJPEG): Pillow's decode and resize cost a CPU core about 3 ms a cover,
 which would cap a 16-core machine near 5,000 covers/s, below what the model runs at.
+
+torchvision is imported where it is used: importing it takes 3 s (it loads torch._dynamo), and a
+page that recommends catalogue songs never needs it.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from collections.abc import Callable
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
 from ingest.covers import CoverError
 from ingest.encoders.base import RUNTIMES, Runtime, fingerprint
+
+if TYPE_CHECKING:
+    from torchvision.transforms import InterpolationMode
 
 Transform = Callable[[Image.Image], torch.Tensor]
 Decode = Callable[[bytes], Image.Image]
@@ -48,6 +52,8 @@ class Preprocessing:
 
     def pixels(self, images: list[torch.Tensor]) -> torch.Tensor:
         """Uint8 CHW images of any sizes, on any device, as one normalised batch (what the PIL transform makes)."""
+        from torchvision.transforms.v2 import functional as F
+
         out = torch.empty((len(images), 3, self.crop, self.crop), device=images[0].device)
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
@@ -114,6 +120,9 @@ class ImageEncoder:
 
     def _decoded(self, encoded: list[torch.Tensor]) -> list[torch.Tensor]:
         """JPEG bytes as uint8 RGB images on the device, in one nvJPEG batch where it can."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+        from torchvision.transforms.v2 import functional as F
+
         device = self.runtime.torch_device
         if device.type == "cuda":
             # nvJPEG's engine may write to memory that work still queued on the stream reads.
@@ -241,6 +250,7 @@ def efficientnet_lite0_encoder(
     """timm `tf_efficientnet_lite0` (1280-d pooled) with lukemelas weights; `None` leaves them random."""
     import timm
     from torchvision import transforms
+    from torchvision.transforms import InterpolationMode
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
     if state_dict is not None:

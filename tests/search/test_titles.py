@@ -3,6 +3,8 @@ accents and typos) and through the store's full-text index (as on a server)."""
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,12 @@ def test_words_as_typed_outrank_words_within_a_typo(engine_settings):
         assert {m.title for m in search.find("fire")} == set(titles)
     finally:
         index.close()
+
+
+def test_the_loaded_titles_hold_nothing_for_the_cycle_collector(index):
+    # A page with 100k songs paused every visitor for each full collection over them (0.15 s here).
+    titles = TitleIndex(index)
+    assert [m.artists for m in titles.find("beyonce")] == [["Beyoncé"], ["Beyoncé"]]
+    gc.collect()
+    gc.collect()  # a tuple is untracked once the tuples inside it are
+    assert titles._titles.songs and not any(gc.is_tracked(song) for song in titles._titles.songs)
