@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from bench.ingest_throughput import DEFAULT, device_name
 from bench.report import report
@@ -57,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = resolve_runtime(args.device)
-    ways = {"fp32": replace(base, precision=None), "fp16": replace(base, precision=torch.float16)}
+    ways = {"fp32": replace(base, precision=None), "fp16": replace(base, precision="float16")}
     if args.fp32_only:
         del ways["fp16"]
     songs = [s for s in read_catalogue(args.catalogue)[0] if s.lyrics and s.cover and s.genre]

@@ -6,17 +6,14 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 
 from ingest.embedding_cache import EmbeddingCache
 from ingest.encoders import (
     DEFAULT_TEXT_ENCODER,
     EncoderUnavailable,
-    ImageEncoder,
-    TextEncoder,
     WordsEncoder,
     choose_image_encoder,
     clean_lyrics,
@@ -26,6 +23,12 @@ from ingest.encoders import (
 )
 from search.index import COVER, LYRICS, EncoderMismatch, IndexEncoders, SongIndex
 from search.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from ingest.encoders.image import ImageEncoder
+    from ingest.encoders.text import TextEncoder
 
 T = TypeVar("T")
 
@@ -71,7 +74,7 @@ def resolve_encoders(settings: Settings, index: SongIndex) -> tuple[IndexEncoder
     return encoders, f"lyrics encoder {text.name}; {notice}"
 
 
-E = TypeVar("E", TextEncoder, ImageEncoder)
+E = TypeVar("E", "TextEncoder", "ImageEncoder")
 
 
 def _recorded(encoder: E, recorded: str, kind: str) -> E:

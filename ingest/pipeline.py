@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from tqdm import tqdm
 
 from ingest.catalogue import RowProblem, Song, read_catalogue
@@ -27,6 +26,9 @@ from search.export import spreadsheet_text
 from search.index import (
     CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, normalise_text, song_point_id,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import threading
 import time
 from typing import Any
 
@@ -35,9 +34,8 @@ from ui.views import (
     song_label,
 )
 
-
 log = logging.getLogger(__name__)
-WARM_UP_DELAY_S = 0.5
+
 
 @st.cache_resource(show_spinner="Opening the catalogue…")
 def songspace_for(settings: Settings) -> Songspace:
@@ -50,34 +48,18 @@ def songspace_for(settings: Settings) -> Songspace:
     return songspace
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner="Loading the catalogue's titles…")
 def titles_for(settings: Settings) -> TitleIndex:
-    """The catalogue's titles for the search box."""
+    """The catalogue's titles for the search box, loaded before the first page is drawn (2 s at
+    100,000 songs), so that the first search is as quick as the next."""
     # A server may hold millions of songs: search its full-text index instead of loading them all.
-    return TitleIndex(songspace_for(settings).index, in_memory=not settings.qdrant_url)
-
-
-@st.cache_resource
-def warm_up(settings: Settings) -> threading.Thread:
-    """Once the first page is drawn, build the title index in the background.
-
-    Only a title search waits for it. The encoders load when first needed (a description, an
-    added song or playlist: a few seconds, once per process): recommending for songs in the
-    catalogue needs none of them, and loading them would slow every search meanwhile.
-    """
-    titles = titles_for(settings)
-
-    def load() -> None:
-        time.sleep(WARM_UP_DELAY_S)  # the first page's messages go out first
-        titles.refresh()
-        # What is loaded by now (libraries, the store, the titles) lives as long as the process: keep
-        # the cycle collector off it, or each full collection pauses every visitor (0.2 s here).
-        gc.collect()
-        gc.freeze()
-
-    thread = threading.Thread(target=load, daemon=True, name="title-index")
-    thread.start()
-    return thread
+    titles = TitleIndex(songspace_for(settings).index, in_memory=not settings.qdrant_url)
+    titles.refresh()
+    # What is loaded by now (libraries, the store, the titles) lives as long as the process: keep
+    # the cycle collector off it, or each full collection pauses every visitor (0.2 s here).
+    gc.collect()
+    gc.freeze()
+    return titles
 
 
 @st.cache_resource
@@ -389,7 +371,6 @@ def main() -> None:
         st.caption("Search for a song, paste a Spotify playlist, describe a theme, or add a song by hand to get recommendations.")
     with st.sidebar:  # last, so that it counts the songs this run added
         status(songspace)
-    warm_up(settings)
 
 
 main()

@@ -1,4 +1,7 @@
-"""The encoder registry: every lyrics and cover model is looked up here by name, and loaded once."""
+"""The encoder registry: every lyrics and cover model is looked up here by name, and loaded once.
+
+The models' modules (and torch with them) are imported when a model is first loaded.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,17 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from huggingface_hub.errors import HFValidationError
 
 from ingest.encoders.base import RUNTIMES, EncoderUnavailable, Runtime, resolve_runtime
-from ingest.encoders.image import (
-    ImageEncoder,
-    efficientnet_lite0_encoder,
-    efficientnet_lite0_state_dict,
-    resnet50_encoder,
-    resnet50_state_dict,
-)
-from ingest.encoders.text import TextEncoder, clean_lyrics
+from ingest.encoders.lyrics import clean_lyrics
 from ingest.encoders.words import WordsEncoder
+
+if TYPE_CHECKING:
+    from ingest.encoders.image import ImageEncoder
+    from ingest.encoders.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "EncoderSpec",
     "EncoderUnavailable",
-    "ImageEncoder",
     "Runtime",
-    "TextEncoder",
     "WordsEncoder",
     "clean_lyrics",
     "choose_image_encoder",
@@ -129,6 +128,8 @@ def text_encoder(name: str, long_text: str = "windows", device: str = "auto") ->
 
 @lru_cache(maxsize=None)
 def _text_encoder(name: str, long_text: str, device: str) -> TextEncoder:
+    from ingest.encoders.text import TextEncoder
+
     source = _text_source(name)
     try:
         return TextEncoder(name, source, long_text=long_text, runtime=RUNTIMES[device])
@@ -156,6 +157,13 @@ def image_encoder(name: str, resnet50_weights: Path | None = None, device: str =
 
 @lru_cache(maxsize=None)
 def _image_encoder(name: str, resnet50_weights: Path | None, device: str) -> ImageEncoder:
+    from ingest.encoders.image import (
+        efficientnet_lite0_encoder,
+        efficientnet_lite0_state_dict,
+        resnet50_encoder,
+        resnet50_state_dict,
+    )
+
     runtime = RUNTIMES[device]
     if name == "resnet50":
         try:

@@ -1,12 +1,18 @@
-"""What every encoder shares: the error for one that cannot be had, and how encoders run on a device."""
+"""What every encoder shares: the error for one that cannot be had, and how encoders run on a device.
+
+torch is imported where it is used: importing it takes 2 s, and a page or command that only
+recommends catalogue songs never needs it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_SETTINGS = ("auto", "cpu", "cuda")
 
@@ -31,13 +37,13 @@ def fingerprint(model: torch.nn.Module, description: str) -> str:
 class Runtime:
     """Where encoders run, at what precision, and how many inputs go through the model at once.
 
-    `precision` is the autocast dtype, or None for plain float32. Outputs are float32 either way.
+    `precision` names the autocast dtype ("float16"), or is None for plain float32. Outputs are float32 either way.
     `text_batch` counts lyrics windows of up to 256 tokens (models with longer windows take fewer).
     `decodes_jpeg`: JPEG covers are decoded on the device rather than by Pillow on the CPU.
     """
 
     device: str
-    precision: torch.dtype | None
+    precision: str | None
     text_batch: int
     image_batch: int
     decodes_jpeg: bool = False
@@ -45,11 +51,16 @@ class Runtime:
     @property
     def torch_device(self) -> torch.device:
         """The device as torch names it."""
+        import torch
+
         return torch.device(self.device)
 
     def autocast(self) -> AbstractContextManager[object]:
         """The context that runs a model at this runtime's precision (a no-op for float32)."""
-        return torch.autocast(self.device, dtype=self.precision, enabled=self.precision is not None)
+        import torch
+
+        dtype = getattr(torch, self.precision) if self.precision else None
+        return torch.autocast(self.device, dtype=dtype, enabled=dtype is not None)
 
 
 RUNTIMES = {
@@ -59,7 +70,7 @@ RUNTIMES = {
     # fp16 autocast about doubles throughput on an H100/H200 (MiniLM 15k -> 31k windows/s, CNNs
     # 16k -> 24k covers/s), but only with batches of a few hundred: at 64 it gained nothing. Lyrics
     # windows ran 2.7x faster in batches of 1024 than of 256 on an H200 (10,100 against 3,700/s).
-    "cuda": Runtime("cuda", torch.float16, text_batch=1024, image_batch=256, decodes_jpeg=True),
+    "cuda": Runtime("cuda", "float16", text_batch=1024, image_batch=256, decodes_jpeg=True),
 }
 
 
@@ -68,6 +79,8 @@ def resolve_runtime(device: str = "auto") -> Runtime:
 
     Raises EncoderUnavailable for `cuda` on a machine where torch sees no GPU.
     """
+    import torch
+
     if device not in DEVICE_SETTINGS:
         raise EncoderUnavailable(f"EMBED_DEVICE={device!r} is not one of {', '.join(DEVICE_SETTINGS)}")
     if device == "auto":

@@ -14,7 +14,6 @@ import functools
 import itertools
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,7 @@ import numpy as np
 import torch
 
 from ingest.encoders.base import RUNTIMES, EncoderUnavailable, Runtime, fingerprint
-
-_SECTION_MARKER = re.compile(r"\[[^\]\n]{0,60}\]")
-_WHITESPACE = re.compile(r"\s+")
+from ingest.encoders.lyrics import clean_lyrics
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 # Older configurations (every hub model saved before sentence-transformers 6) name the pooling with
@@ -52,11 +49,6 @@ _TRANSFORMER_CONFIGS = (
     "sentence_xlm-roberta_config.json",
     "sentence_xlnet_config.json",
 )
-
-
-def clean_lyrics(text: str) -> str:
-    """Strip section markers such as `[Chorus]` and collapse whitespace; words are kept as written."""
-    return _WHITESPACE.sub(" ", _SECTION_MARKER.sub(" ", text)).strip()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 
 import qdrant_edge as qe
 
-from ingest.encoders.text import clean_lyrics
+from ingest.encoders.lyrics import clean_lyrics
 from search.engines.base import SparseVector
 
 

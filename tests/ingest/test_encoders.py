@@ -23,7 +23,6 @@ from ingest.encoders import (
     IMAGE_SPECS,
     TEXT_SPECS,
     Runtime,
-    TextEncoder,
     choose_image_encoder,
     clean_lyrics,
     image_encoder,
@@ -33,6 +32,7 @@ from ingest.encoders import (
 from ingest.encoders import _image_encoder
 from ingest.covers import CoverError, CoverFetcher
 from ingest.encoders.image import ImageEncoder, efficientnet_lite0_encoder, resnet50_encoder
+from ingest.encoders.text import TextEncoder
 
 SAMPLE = "A man is eating food."
 SHORT_TEXTS = [SAMPLE, "Neon lights on every corner, the city never sleeps", "We sail at dawn"]
@@ -402,7 +402,7 @@ def test_auto_and_cpu_share_one_loaded_model():
 
 def test_cuda_runs_half_precision_in_large_batches():
     cuda = RUNTIMES["cuda"]
-    assert cuda.precision == torch.float16 and cuda.text_batch >= 256 and cuda.image_batch >= 256
+    assert cuda.precision == "float16" and cuda.text_batch >= 256 and cuda.image_batch >= 256
 
 
 def record_batches(model: torch.nn.Module) -> tuple[list[tuple[int, torch.dtype]], torch.utils.hooks.RemovableHandle]:
@@ -433,7 +433,7 @@ def test_half_precision_runtime_autocasts_and_returns_float32(tiny_models, sampl
     """The GPU's code path (autocast, batches, float32 out) run on the CPU with bf16, the CPU's half type."""
     from ingest.encoders.image import efficientnet_lite0_state_dict
 
-    half = Runtime("cpu", torch.bfloat16, text_batch=2, image_batch=1)
+    half = Runtime("cpu", "bfloat16", text_batch=2, image_batch=1)
     full_text = TextEncoder("mean", tiny_models["mean-normalize"])
     half_text = TextEncoder("mean", tiny_models["mean-normalize"], runtime=half)
     seen, hook = record_batches(half_text.model)
@@ -460,8 +460,6 @@ def test_half_precision_runtime_autocasts_and_returns_float32(tiny_models, sampl
 
 def test_the_fingerprint_follows_the_model_not_its_folder(tiny_models, tmp_path):
     import shutil
-
-    from ingest.encoders.text import TextEncoder
 
     original = TextEncoder("cls", tiny_models["cls"])
     copied = shutil.copytree(tiny_models["cls"], tmp_path / "elsewhere")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 import subprocess
 import sys
@@ -256,3 +257,24 @@ def test_the_page_server_caps_uploads_at_a_cover():
     ).stdout
     cap_mib = int(re.search(r"^maxUploadSize = (\d+)$", shown, re.MULTILINE)[1])
     assert cap_mib == math.ceil(Settings().cover_max_bytes / 2**20)
+
+
+def test_recommending_catalogue_songs_imports_no_model_library(catalogue_settings):
+    # torch and torchvision take 5 s to import: the page starts without them, and loads them only
+    # when a song must be embedded (a description, a song added by hand, a Spotify song).
+    script = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "from tests.ui.apptest import APP, card_titles, pick_by_title\n"
+        "app = AppTest.from_file(APP, default_timeout=120).run()\n"
+        "pick_by_title(app, 'Sea Song 1', 'Sea Song 1')\n"
+        "assert card_titles(app) and not app.exception\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'transformers', 'timm') if m in sys.modules))\n"
+    )
+    env = {name: value for name, value in os.environ.items() if name != "QDRANT_URL"}
+    env.update(QDRANT_ENGINE=catalogue_settings.engine, QDRANT_PATH=str(catalogue_settings.qdrant_path),
+               QDRANT_COLLECTION=catalogue_settings.collection, SONGSPACE_CACHE_DIR=str(catalogue_settings.cache_dir))
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(APP).parents[1], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[]"
