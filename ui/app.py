@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -20,6 +20,7 @@ from search.recommend import Filters, Query, Recommendation, recommend, seed_que
 from search.settings import DEFAULT_LYRICS_WEIGHT, Settings, load_settings
 from search.titles import TitleIndex
 from ui.basket import VIEW_KEY, Basket, basket_panel, because, show_basket
+from ui.heap import freeze_what_is_loaded
 from ui.loading import Loads, load_tab
 from ui.playlists import NO_SPOTIFY, collection_tab, finish_spotify_login, playlists_out
 from ui.views import (
@@ -35,6 +36,7 @@ from ui.views import (
 )
 
 log = logging.getLogger(__name__)
+PICKED_KEY = "picked"
 
 
 @st.cache_resource(show_spinner="Opening the catalogue…")
@@ -50,15 +52,11 @@ def songspace_for(settings: Settings) -> Songspace:
 
 @st.cache_resource(show_spinner="Loading the catalogue's titles…")
 def titles_for(settings: Settings) -> TitleIndex:
-    """The catalogue's titles for the search box, loaded before the first page is drawn (2 s at
+    """The catalogue's titles for the search box, loaded before the first page is drawn (2.7 s at
     100,000 songs), so that the first search is as quick as the next."""
     # A server may hold millions of songs: search its full-text index instead of loading them all.
     titles = TitleIndex(songspace_for(settings).index, in_memory=not settings.qdrant_url)
     titles.refresh()
-    # What is loaded by now (libraries, the store, the titles) lives as long as the process: keep
-    # the cycle collector off it, or each full collection pauses every visitor (0.2 s here).
-    gc.collect()
-    gc.freeze()
     return titles
 
 
@@ -89,6 +87,12 @@ def choose_song(point_id: str, label: str, liked: bool = True) -> None:
 def choose_spotify(track_id: str, label: str) -> None:
     """Remember a picked Spotify song; it is looked up (and added if new) as the page is drawn."""
     st.session_state.pending_spotify = (track_id, label)
+
+
+def pick(choose: Callable[..., None], *args: Any) -> None:
+    """A pick in the search tab: choose it, and have the whole page drawn again (the tab is a fragment)."""
+    choose(*args)
+    st.session_state[PICKED_KEY] = True
 
 
 def choose_theme(theme: str) -> None:
@@ -165,6 +169,8 @@ def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | 
 
     A fragment: typing reruns only this tab, not the whole page; a pick reruns the page.
     """
+    if st.session_state.pop(PICKED_KEY, False):
+        st.rerun()  # the pick's callback has run; the basket and results are outside this tab
     query = st.text_input("Song title or artist", key="query", placeholder="e.g. amazing grace")
     if not query.strip():
         st.caption("Each song you pick joins your seeds as a liked song; the results are for all of them.")
@@ -174,8 +180,7 @@ def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | 
         st.caption("In the catalogue: pick one to add it to your seeds")
         for match in matches:
             label = song_label(match.title, match.artists)
-            if st.button(safe_text(label), key=f"pick-{match.point_id}", on_click=choose_song, args=(match.point_id, label)):
-                st.rerun()
+            st.button(safe_text(label), key=f"pick-{match.point_id}", on_click=pick, args=(choose_song, match.point_id, label))
     else:
         st.caption("No catalogue song matches.")
     if spotify is None:
@@ -194,9 +199,8 @@ def find_tab(songspace: Songspace, titles: TitleIndex, spotify: SpotifyClient | 
         label = song_label(track.title, track.artists)
         marker = (" · in the catalogue" if stored else " · Spotify, not in the catalogue yet" if adds
                   else " · not in the catalogue (this page does not add songs)")
-        if st.button(safe_text(label) + marker, key=f"spotify-{track.id}", on_click=choose_spotify, args=(track.id, label),
-                     disabled=not (stored or adds)):
-            st.rerun()
+        st.button(safe_text(label) + marker, key=f"spotify-{track.id}", on_click=pick, args=(choose_spotify, track.id, label),
+                  disabled=not (stored or adds))
 
 
 def theme_tab() -> None:
@@ -371,6 +375,7 @@ def main() -> None:
         st.caption("Search for a song, paste a Spotify playlist, describe a theme, or add a song by hand to get recommendations.")
     with st.sidebar:  # last, so that it counts the songs this run added
         status(songspace)
+    freeze_what_is_loaded()
 
 
 main()

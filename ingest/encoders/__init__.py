@@ -112,8 +112,8 @@ def _text_source(name: str) -> str:
     return _HUB_IDS.get(name, name)
 
 
-# One model loads at a time: the page loads its encoders in the background while a visitor may ask
-# for one, and a model must never be loaded twice.
+# One model loads at a time: a catalogue loading in the page's background may ask for one while a
+# visitor does, and a model must never be loaded twice.
 _LOADING = threading.RLock()
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
 DEVICE_SETTINGS = ("auto", "cpu", "cuda")
+PRECISIONS = ("float16", "bfloat16")  # the autocast dtypes, as torch names them
 
 
 class EncoderUnavailable(RuntimeError):
@@ -47,6 +48,10 @@ class Runtime:
     text_batch: int
     image_batch: int
     decodes_jpeg: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in (None, *PRECISIONS):
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)} (or None for float32)")
 
     @property
     def torch_device(self) -> torch.device:

@@ -458,6 +458,11 @@ def test_half_precision_runtime_autocasts_and_returns_float32(tiny_models, sampl
     assert (covers * full_cnn.encode(sample_photos)).sum(1).min() > 0.99
 
 
+def test_a_runtime_names_a_known_precision():
+    with pytest.raises(ValueError, match="'fp16' is not one of float16, bfloat16"):
+        Runtime("cuda", "fp16", text_batch=1, image_batch=1)
+
+
 def test_the_fingerprint_follows_the_model_not_its_folder(tiny_models, tmp_path):
     import shutil
 

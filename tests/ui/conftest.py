@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -33,3 +35,4 @@ def app():
     at = AppTest.from_file(APP, default_timeout=120)
     yield at
     st.cache_resource.clear()
+    gc.unfreeze()  # the page froze this process's heap; the next tests' garbage must be collected
