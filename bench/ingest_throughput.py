@@ -1,9 +1,10 @@
 """Ingestion throughput end to end, against the encoders' own rate measured in the same run.
 
 The encoders alone (on inputs read, decoded and preprocessed beforehand) bound what ingestion can
-reach; the pipeline (reading, cover loading and decoding in threads, both encoders, the words
-vector, store writes) is timed into a fresh embedded store, with a breakdown by stage, then again
-with nothing changed.
+reach; the pipeline (reading, cover loading and decoding in threads, or processes beside a GPU, both encoders, the words
+vector, store writes) is timed into a fresh embedded store, with a breakdown by stage and the CPU
+time of the process that feeds the encoders (preparation in worker processes is not in it), then
+again with nothing changed.
 
 Catalogues: a real one (default: the 456-song dev set, `../shared/data/eval-dev/paired.csv`), or
 with `--songs N` that many distinct songs made from it (each lyric with a numbered extra line,
@@ -84,7 +85,7 @@ def encoders_alone(songspace: Any, songs: list[Song], base: Path) -> dict[str, f
         text.encode(lyrics[start : start + CHUNK])
         text_seconds += time.perf_counter() - started
     def prepared(cover: str) -> torch.Tensor:
-        return image.prepare(fetcher.load(cover, base), fetcher.decode)
+        return image.preparation.prepare(fetcher.load(cover, base), fetcher.decode)
 
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         for start in range(0, len(covers), CHUNK):  # a chunk at a time: 20k preprocessed tensors need 12 GB
@@ -119,7 +120,9 @@ def one_round(catalogue: Path, device: str, batch_size: int | None) -> dict[str,
         encoder_names = f"{songspace.index.encoders.text} + {songspace.index.encoders.image}"
         ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher,
                             batch_size=batch_size or (1024 if on_gpu else 128), progress=False)
+        cpu = time.process_time()
         first = ingestor.run(catalogue)
+        cpu = time.process_time() - cpu
         again = ingestor.run(catalogue)
         songspace.close()
     pipeline = first.read / first.elapsed_seconds
@@ -129,6 +132,9 @@ def one_round(catalogue: Path, device: str, batch_size: int | None) -> dict[str,
         "songs_per_s": round(pipeline, 1),
         "share_of_encoder_bound": round(pipeline / encoders["encoder_bound_songs_per_s"], 3),
         "elapsed_s": round(first.elapsed_seconds, 2),
+        "prepare_processes": ingestor.processes,
+        # The process that feeds the encoders and the store is the one that cannot scale with cores.
+        "main_process_cpu_ms_per_song": round(1000 * cpu / first.read, 3),
         "stages_s": {k: round(v, 2) for k, v in first.stages.items()},
         "rerun_s": round(again.elapsed_seconds, 2),
         "rerun_model_s": round(again.model_seconds, 3),

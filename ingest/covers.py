@@ -202,12 +202,23 @@ class CoverFetcher:
         self.uploads_dir = settings.cache_dir / "uploads"
         self.roots: tuple[Path, ...] = settings.cover_roots
         self.allowed_hosts = frozenset(_host_key(host) for host in settings.cover_allowed_hosts)
-        self.session = requests.Session()
+        self.session = self._session()
+
+    def _session(self) -> requests.Session:
+        session = requests.Session()
         # Proxies from the environment would take the connection, and so the address check, elsewhere.
-        self.session.trust_env = False
+        session.trust_env = False
         adapter = _PeerCheckedAdapter(self.allowed_hosts)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in vars(self).items() if name != "session"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self.session = self._session()  # a copy, or a worker process's fetcher, has a session of its own
 
     def with_roots(self, *roots: Path) -> CoverFetcher:
         """This fetcher, also reading local covers under `roots` (for one call, such as a page upload)."""

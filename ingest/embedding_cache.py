@@ -16,6 +16,7 @@ class EmbeddingCache:
     """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False)
@@ -25,6 +26,9 @@ class EmbeddingCache:
             " encoder TEXT NOT NULL, content_hash TEXT NOT NULL, vector BLOB NOT NULL,"
             " PRIMARY KEY (encoder, content_hash))"
         )
+
+    def __reduce__(self) -> tuple[type[EmbeddingCache], tuple[Path]]:
+        return EmbeddingCache, (self.path,)  # for worker processes: each opens its own connection
 
     def get_many(self, encoder: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """The cached vectors among `hashes`."""

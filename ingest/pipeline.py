@@ -12,49 +12,26 @@ from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm import tqdm
 
 from ingest.catalogue import RowProblem, Song, read_catalogue
-from ingest.covers import CoverError, CoverFetcher
-from ingest.embedder import Embedder, bytes_hash, lyrics_hash
+from ingest.covers import CoverFetcher
+from ingest.embedder import Embedder
+from ingest.encoders.base import resolve_runtime
 from ingest.enrich import EnrichSummary, enrich
+from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Preparation, PreparedSong, preparing
 from ingest.spotify import SpotifyClient
-from search.engines.base import Filter, Match, SparseVector
+from search.engines.base import Filter, Match
 from search.export import spreadsheet_text
-from search.index import (
-    CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, WORDS, SongIndex, SongPoint, normalise_text, song_point_id,
-)
+from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id
 
-if TYPE_CHECKING:
-    import torch
-
-EXCERPT_CHARS = 600
-LYRICS_HASH = "lyrics_hash"
-COVER_HASH = "cover_hash"
-HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
 # Part 1 of a catalogue loaded in parts stores this many songs of the whole catalogue first and
 # learns the centres from them (a margin over CENTRE_SONGS for songs without lyrics or a cover).
 CENTRE_SAMPLE = CENTRE_SONGS + 128
 # Song fields that Spotify enrichment may fill, and the payload keys that hold them.
 ENRICHED_FIELDS = {"spotify_id": "spotify_id", "spotify_url": "spotify_url", "cover": "cover_url", "album": "album", "year": "year"}
-
-
-@dataclass
-class PreparedSong:
-    """A song with its identity, content hashes and, where needed, a preprocessed cover."""
-
-    song: Song
-    point_id: str
-    payload: dict[str, Any]
-    cover_tensor: torch.Tensor | None = None
-    cover_problem: str | None = None
-    words: SparseVector | None = None
-    stored: dict[str, Any] | None = None  # the payload stored under this point id, if any
-    # The store holds these very lyrics with their words vector: it is computed again only if the
-    # song is embedded again (a re-run of an unchanged catalogue then skips BM25 altogether).
-    words_stored: bool = False
 
 
 @dataclass
@@ -98,24 +75,6 @@ class IngestSummary:
         return lines
 
 
-def song_payload(song: Song, source: str) -> dict[str, Any]:
-    """The payload a song is stored with (hashes and cover fields are added as they are known)."""
-    payload: dict[str, Any] = {
-        "song_id": song.song_id,
-        "title": song.title,
-        "artists": song.artists,
-        "album": song.album,
-        "year": song.year,
-        "genre": song.genre,
-        "spotify_id": song.spotify_id,
-        "spotify_url": song.spotify_url,
-        "lyrics_excerpt": song.lyrics[:EXCERPT_CHARS] if song.lyrics else None,
-        "source": source,
-        **song.extra,
-    }
-    return {key: value for key, value in payload.items() if value is not None}
-
-
 class CentresNotReady(RuntimeError):
     """A part of a catalogue cannot start: the centres that part 1 learns are not recorded yet."""
 
@@ -156,6 +115,7 @@ class Ingestor:
         workers: int | None = None,
         progress: bool = True,
         writers: int | None = None,
+        processes: int | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -163,74 +123,36 @@ class Ingestor:
         self.batch_size = batch_size
         # Cover downloads, decoding and hashing run in threads (they wait on the network or release the GIL).
         self.workers = workers or max(4, os.cpu_count() or 1)
+        # ... or in processes (see ingest/preparation.py): by default, one per core but two (the
+        # encoders' and the store's) when the encoders run on a GPU; none on a CPU.
+        if processes is None:
+            processes = embedder.settings.prepare_processes
+        if processes is None:
+            on_gpu = resolve_runtime(embedder.settings.device).device == "cuda"
+            processes = max(1, (os.cpu_count() or 1) - 2) if on_gpu else 0
+        self.processes = processes
         self.progress = progress
         self.writers = index.engine.writers if writers is None else writers
-
-    def prepare(self, song: Song, base_dir: Path | None, source: str, identity: tuple[str, dict[str, Any] | None] | None = None) -> PreparedSong:
-        """Hash a song's content and, if its cover is new, load and preprocess it (runs in threads).
-
-        `identity` is the point id and stored payload from `identify`; without it the song's own
-        identity is used and nothing is looked up.
-        """
-        point_id, stored = identity or (self.point_id(song, source), None)
-        prepared = PreparedSong(song, point_id, song_payload(song, source), stored=stored)
-        if song.lyrics:
-            prepared.payload[LYRICS_HASH] = lyrics_hash(song.lyrics)
-            prepared.words_stored = bool(
-                stored and stored.get(LYRICS_HASH) == prepared.payload[LYRICS_HASH] and WORDS in (stored.get("vectors") or ())
-            )
-            if not prepared.words_stored:
-                prepared.words = self.embedder.words.document(song.lyrics) or None
-        self._load_cover(prepared, base_dir)
-        # What the song will be stored with; the index records the same list, so a stored song
-        # that lacks one of them (say, from an older version) counts as changed.
-        prepared.payload["vectors"] = sorted(
-            [LYRICS] * (LYRICS_HASH in prepared.payload)
-            + [WORDS] * (prepared.words is not None or prepared.words_stored)
-            + [COVER] * (COVER_HASH in prepared.payload)
-        )
-        return prepared
-
-    def _load_cover(self, prepared: PreparedSong, base_dir: Path | None) -> None:
-        song = prepared.song
-        if song.cover:
-            if "://" in song.cover:
-                prepared.payload["cover_url"] = song.cover
-            else:
-                path = Path(song.cover).expanduser()
-                prepared.payload["cover_path"] = str((base_dir / path if base_dir else path).resolve())
-            try:
-                data = self.fetcher.load(song.cover, base_dir)
-                cover_hash = bytes_hash(data)
-                if not self.embedder.cached(COVER, [cover_hash]):
-                    prepared.cover_tensor = self.embedder.image.prepare(data, self.fetcher.decode)
-            except CoverError as error:
-                prepared.cover_problem = str(error)
-                return
-            except Exception as error:  # noqa: BLE001 (one row's cover must never stop a run)
-                prepared.cover_problem = f"cover could not be used ({error.__class__.__name__}: {error})"
-                return
-            prepared.payload[COVER_HASH] = cover_hash
 
     def _prepared(
         self, songs: list[Song], base_dir: Path | None, source: str, look_up: bool = True
     ) -> Iterator[list[PreparedSong]]:
-        """Batches of prepared songs; the next two batches load while the current one is embedded."""
-        def submit(pool: ThreadPoolExecutor, batch: list[Song]) -> list[Future[PreparedSong]]:
-            identities = self.identify(batch, source) if look_up else [None] * len(batch)
-            return [pool.submit(self.prepare, s, base_dir, source, identity) for s, identity in zip(batch, identities)]
-
+        """Batches of prepared songs; the next two batches are prepared while the current one is embedded."""
         batches = [songs[i : i + self.batch_size] for i in range(0, len(songs), self.batch_size)]
-        if any(song.cover for song in songs):
-            self.embedder.image  # noqa: B018 (load the cover encoder here, not once per thread)
-        with ThreadPoolExecutor(self.workers) as pool:
-            pending: deque[list[Future[PreparedSong]]] = deque()
+        with preparing(self.preparation(songs), self.workers, self.processes) as start:
+            pending: deque[Callable[[], list[PreparedSong]]] = deque()
             for batch in batches:
-                pending.append(submit(pool, batch))
+                identities = self.identify(batch, source) if look_up else [(self.point_id(s, source), None) for s in batch]
+                pending.append(start(list(zip(batch, identities)), base_dir, source))
                 if len(pending) > 2:
-                    yield [f.result() for f in pending.popleft()]
+                    yield pending.popleft()()
             while pending:
-                yield [f.result() for f in pending.popleft()]
+                yield pending.popleft()()
+
+    def preparation(self, songs: list[Song]) -> Preparation:
+        """What preparing these songs needs (the cover encoder, loaded here, if any has a cover)."""
+        covers = self.embedder.image.preparation if any(song.cover for song in songs) else None
+        return Preparation(self.embedder, self.fetcher, covers)
 
     @staticmethod
     def point_id(song: Song, source: str) -> str:
@@ -510,8 +432,7 @@ class Ingestor:
         """
         summary = IngestSummary(read=len(songs))
         problems: list[RowProblem] = []
-        identities = self.identify(songs, source)
-        prepared = [self.prepare(song, None, source, identity) for song, identity in zip(songs, identities)]
+        prepared = self.preparation(songs).prepare_all(list(zip(songs, self.identify(songs, source))), None, source)
         kept = [p for p in self._screen(prepared, problems) if not p.stored]
         self.index.upsert(self._store(kept, summary))
         self.index.recentre()

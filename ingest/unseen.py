@@ -10,7 +10,8 @@ from ingest.catalogue import Song
 from ingest.context import Songspace
 from ingest.covers import CoverError
 from ingest.lrclib import LrclibClient, LyricsUnavailable
-from ingest.pipeline import COVER_HASH, LYRICS_HASH, Ingestor
+from ingest.pipeline import Ingestor
+from ingest.preparation import COVER_HASH, LYRICS_HASH
 from ingest.spotify import DEFAULT_COLLECTION_CAP, SpotifyClient, SpotifyCollection, SpotifyTrack, parse_track_id
 from search.engines.base import Filter, Match
 from search.index import COVER, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id

@@ -176,7 +176,7 @@ def build_parser() -> CommandParser:
 
 def check_label(songs: list[Song], label: str, catalogue: Path) -> None:
     """A usage error unless some song of the catalogue has a value for `label`."""
-    from ingest.pipeline import song_payload
+    from ingest.preparation import song_payload
 
     fields = {key for song in songs for key in song_payload(song, "catalogue")}
     if label not in fields:

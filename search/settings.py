@@ -57,6 +57,7 @@ class Settings:
     words_weight: float = DEFAULT_WORDS_WEIGHT
     resnet50_weights: Path | None = None
     device: str = "auto"
+    prepare_processes: int | None = None  # None: chosen by the device (see ingest/pipeline.py)
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"
     spotify_client_id: str | None = None
     spotify_client_secret: str | None = field(default=None, repr=False)
@@ -152,6 +153,15 @@ class _Reader:
         return tuple(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
 
 
+def _processes(raw: str) -> int | None:
+    if raw.lower() == "auto":
+        return None
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
+
+
 def load_settings(env_file: Path | None = None) -> Settings:
     """Read settings from the environment, after loading `.env` (which never overrides it).
 
@@ -183,6 +193,9 @@ def load_settings(env_file: Path | None = None) -> Settings:
         words_weight=read.number("LYRICS_WORDS_WEIGHT", defaults.words_weight, 0.0, 1.0),
         resnet50_weights=read.path("RESNET50_WEIGHTS", Path()) if weights else None,
         device=read.choice("EMBED_DEVICE", defaults.device, DEVICES),
+        prepare_processes=read.parsed(
+            "PREPARE_PROCESSES", defaults.prepare_processes, _processes, "auto or a whole number of at least 0"
+        ),
         cache_dir=read.path("SONGSPACE_CACHE_DIR", defaults.cache_dir),
         spotify_client_id=read.text("SPOTIPY_CLIENT_ID"),
         spotify_client_secret=read.text("SPOTIPY_CLIENT_SECRET"),

@@ -80,6 +80,25 @@ def _proven_jpeg(data: bytes) -> int:
     return pixels
 
 
+@dataclass(frozen=True)
+class CoverPreparation:
+    """Turns a cover's bytes into the model's input: safe in worker threads, and picklable for
+    worker processes (it holds no model)."""
+
+    transform: Transform
+    decodes_jpeg: bool  # the runtime decodes JPEGs on its device
+
+    def prepare(self, data: bytes, decode: Decode) -> torch.Tensor:
+        """The model's input for checked image bytes.
+
+        Where the runtime decodes on its device, a JPEG's bytes (as a uint8 tensor, once proven to
+        decode; up to DEVICE_DECODE_MAX_PIXELS); otherwise the image decoded by `decode` and preprocessed here.
+        """
+        if self.decodes_jpeg and data.startswith(JPEG_MAGIC) and _proven_jpeg(data) <= DEVICE_DECODE_MAX_PIXELS:
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return self.transform(decode(data).convert("RGB"))
+
+
 class ImageEncoder:
     """Embeds RGB images with a headless CNN, in batches and at the precision its runtime chooses."""
 
@@ -97,6 +116,7 @@ class ImageEncoder:
         self.model = model.eval().to(runtime.torch_device, memory_format=torch.channels_last)
         self.transform = transform  # Pillow's, for the CPU; `preprocessing` is the same on tensors
         self.preprocessing = preprocessing
+        self.preparation = CoverPreparation(transform, runtime.decodes_jpeg)
         self.dim = dim
 
     @functools.cached_property
@@ -107,16 +127,6 @@ class ImageEncoder:
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Turn one image into the model's input tensor (safe to run in worker threads)."""
         return self.transform(image.convert("RGB"))
-
-    def prepare(self, data: bytes, decode: Decode) -> torch.Tensor:
-        """The model's input for checked image bytes (safe to run in worker threads).
-
-        Where the runtime decodes on its device, a JPEG's bytes (as a uint8 tensor, once proven to
-        decode; up to DEVICE_DECODE_MAX_PIXELS); otherwise the image decoded by `decode` and preprocessed here.
-        """
-        if self.runtime.decodes_jpeg and data.startswith(JPEG_MAGIC) and _proven_jpeg(data) <= DEVICE_DECODE_MAX_PIXELS:
-            return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return self.preprocess(decode(data))
 
     def _decoded(self, encoded: list[torch.Tensor]) -> list[torch.Tensor]:
         """JPEG bytes as uint8 RGB images on the device, in one nvJPEG batch where it can."""
@@ -135,13 +145,13 @@ class ImageEncoder:
                 try:
                     images.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
                 except Exception:  # noqa: BLE001
-                    # Pillow, as on the CPU: `prepare` proved it decodes these bytes.
+                    # Pillow, as on the CPU: `CoverPreparation.prepare` proved it decodes these bytes.
                     pil = Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")
                     images.append(F.pil_to_tensor(pil).to(device))
             return images
 
     def _batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """Inputs from `prepare` as one preprocessed batch on the device."""
+        """Inputs from `CoverPreparation.prepare` as one preprocessed batch on the device."""
         device = self.runtime.torch_device
         encoded = [i for i, tensor in enumerate(inputs) if tensor.dtype == torch.uint8]
         if not encoded:
@@ -156,7 +166,7 @@ class ImageEncoder:
         return batch
 
     def features(self, inputs: list[torch.Tensor]) -> np.ndarray:
-        """Raw pooled features of inputs from `prepare` (or `preprocess`), before normalisation."""
+        """Raw pooled features of prepared inputs (or `preprocess`'s), before normalisation."""
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
         batch_size = self.runtime.image_batch
         with torch.inference_mode():
@@ -168,7 +178,7 @@ class ImageEncoder:
         return out
 
     def encode_tensors(self, tensors: list[torch.Tensor]) -> np.ndarray:
-        """Embed inputs from `prepare` (or `preprocess`); one L2-normalised float32 row each."""
+        """Embed prepared inputs (or `preprocess`'s); one L2-normalised float32 row each."""
         features = self.features(tensors)
         return features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-12)
 

@@ -533,7 +533,7 @@ def test_device_decoding_embeds_covers_as_pillow_does(lite0, device_decoding_lit
     jpegs = [encoded(photo.resize((300, 200)), "JPEG", quality=90) for photo in sample_photos]
     jpegs.append(encoded(sample_photos[0].resize((120, 160)).convert("L"), "JPEG"))  # greyscale, another size
     png = encoded(sample_photos[1].resize((200, 200)), "PNG")
-    inputs = [device_decoding_lite0.prepare(data, CoverFetcher.decode) for data in [*jpegs, png]]
+    inputs = [device_decoding_lite0.preparation.prepare(data, CoverFetcher.decode) for data in [*jpegs, png]]
     assert [tuple(i.shape) for i in inputs[:-1]] == [(len(data),) for data in jpegs]
     assert all(i.dtype == torch.uint8 for i in inputs[:-1]) and inputs[-1].dtype == torch.float32
     on_device = device_decoding_lite0.encode_tensors(inputs)
@@ -548,8 +548,8 @@ def test_device_decoding_leaves_a_large_jpeg_to_pillow(device_decoding_lite0, sa
     from ingest.encoders.image import DEVICE_DECODE_MAX_PIXELS
 
     side = int(DEVICE_DECODE_MAX_PIXELS**0.5) + 1
-    large = device_decoding_lite0.prepare(encoded(sample_photos[0].resize((side, side)), "JPEG"), CoverFetcher.decode)
-    album_art = device_decoding_lite0.prepare(encoded(sample_photos[0].resize((640, 640)), "JPEG"), CoverFetcher.decode)
+    large = device_decoding_lite0.preparation.prepare(encoded(sample_photos[0].resize((side, side)), "JPEG"), CoverFetcher.decode)
+    album_art = device_decoding_lite0.preparation.prepare(encoded(sample_photos[0].resize((640, 640)), "JPEG"), CoverFetcher.decode)
     assert large.dtype == torch.float32 and tuple(large.shape) == (3, 224, 224)
     assert album_art.dtype == torch.uint8
 
@@ -557,6 +557,6 @@ def test_device_decoding_leaves_a_large_jpeg_to_pillow(device_decoding_lite0, sa
 def test_device_decoding_refuses_a_broken_jpeg_in_its_own_row(device_decoding_lite0, sample_photos):
     whole = encoded(sample_photos[0], "JPEG")
     with pytest.raises(CoverError, match="could not be decoded"):
-        device_decoding_lite0.prepare(whole[: len(whole) // 2], CoverFetcher.decode)
+        device_decoding_lite0.preparation.prepare(whole[: len(whole) // 2], CoverFetcher.decode)
     with pytest.raises(CoverError, match="could not be decoded"):
-        device_decoding_lite0.prepare(whole[:2000], CoverFetcher.decode)
+        device_decoding_lite0.preparation.prepare(whole[:2000], CoverFetcher.decode)

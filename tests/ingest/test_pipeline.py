@@ -19,7 +19,7 @@ import pytest
 from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
 from search.index import COVER, LYRICS, open_index
-from tests.conftest import SEA_LYRICS, drop_collection, make_cover
+from tests.conftest import SEA_LYRICS, drop_collection, make_cover, store_settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -95,6 +95,25 @@ def test_ingests_good_rows_reports_bad_ones_and_loses_nothing(small_cap, messy_c
     assert problems["13"]["outcome"] == "kept" and "404" in problems["13"]["reason"]
     assert problems["14"]["outcome"] == "kept" and "not an image" in problems["14"]["reason"]
     assert problems["15"]["outcome"] == "rejected" and "cap" in problems["15"]["reason"]
+
+
+def test_a_catalogue_prepared_in_worker_processes_is_stored_as_in_threads(small_cap, messy_catalogue, tmp_path):
+    in_threads, threads_points = run_ingest(small_cap, messy_catalogue)
+    # Another store and embedding cache, so that every cover is prepared again, in the workers.
+    elsewhere = replace(store_settings("edge", tmp_path / "processes"), cover_max_bytes=small_cap.cover_max_bytes,
+                        prepare_processes=2)
+    in_processes, processes_points = run_ingest(elsewhere, messy_catalogue)
+    assert (in_processes.read, in_processes.inserted, in_processes.rejected, in_processes.cover_missing) == (
+        in_threads.read, in_threads.inserted, in_threads.rejected, in_threads.cover_missing)
+    assert [(p.row, p.outcome, p.reason) for p in in_processes.problems] == [
+        (p.row, p.outcome, p.reason) for p in in_threads.problems]
+    assert processes_points.keys() == threads_points.keys()
+    for title, point in processes_points.items():
+        alike = threads_points[title]
+        assert point.payload == alike.payload, title
+        assert point.vectors.keys() == alike.vectors.keys(), title
+        for modality, vector in point.vectors.items():
+            assert np.allclose(vector, alike.vectors[modality], atol=1e-5), (title, modality)
 
 
 def test_rerun_is_idempotent_and_costs_no_model_time(small_cap, messy_catalogue, cover_server):

@@ -1,0 +1,186 @@
+"""Preparing songs for the encoders, in worker threads or worker processes.
+
+Preparing a song is hashing its content, computing its words (BM25) vector and loading, checking
+and preprocessing its cover (on a GPU: proving it decodes and keeping the JPEG's bytes). On a CPU
+the encoders are the bottleneck and threads suffice. Beside a GPU this work, about 0.5 ms of
+Python a song holding the GIL, slowed the encoders' own Python threefold on an H200 and capped
+ingestion there; worker processes take it out of the process that feeds the GPU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ingest.catalogue import Song
+from ingest.covers import CoverError, CoverFetcher
+from ingest.embedder import Embedder, bytes_hash, lyrics_hash
+from ingest.encoders.image import CoverPreparation
+from search.engines.base import SparseVector
+from search.index import COVER, LYRICS, WORDS
+
+EXCERPT_CHARS = 600
+LYRICS_HASH = "lyrics_hash"
+COVER_HASH = "cover_hash"
+HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
+# Songs per task given to a worker process: one message per song would cost the feeding process
+# more than the work it hands out.
+PROCESS_CHUNK = 32
+
+Identity = tuple[str, dict[str, Any] | None]  # a song's point id and the payload stored under it
+
+
+@dataclass
+class PreparedSong:
+    """A song with its identity, content hashes and, where needed, a preprocessed cover."""
+
+    song: Song
+    point_id: str
+    payload: dict[str, Any]
+    cover_tensor: torch.Tensor | None = None
+    cover_problem: str | None = None
+    words: SparseVector | None = None
+    stored: dict[str, Any] | None = None  # the payload stored under this point id, if any
+    # The store holds these very lyrics with their words vector: it is computed again only if the
+    # song is embedded again (a re-run of an unchanged catalogue then skips BM25 altogether).
+    words_stored: bool = False
+
+
+def song_payload(song: Song, source: str) -> dict[str, Any]:
+    """The payload a song is stored with (hashes and cover fields are added as they are known)."""
+    payload: dict[str, Any] = {
+        "song_id": song.song_id,
+        "title": song.title,
+        "artists": song.artists,
+        "album": song.album,
+        "year": song.year,
+        "genre": song.genre,
+        "spotify_id": song.spotify_id,
+        "spotify_url": song.spotify_url,
+        "lyrics_excerpt": song.lyrics[:EXCERPT_CHARS] if song.lyrics else None,
+        "source": source,
+        **song.extra,
+    }
+    return {key: value for key, value in payload.items() if value is not None}
+
+
+@dataclass
+class Preparation:
+    """What preparing a song needs, and the preparing. It holds no model, and pickles: a worker
+    process gets its own copy (its own cover session, cache connection and BM25 model)."""
+
+    embedder: Embedder  # for its words encoder and its cache of cover vectors
+    fetcher: CoverFetcher
+    covers: CoverPreparation | None  # None when no song has a cover
+
+    def prepare(self, song: Song, base_dir: Path | None, source: str, identity: Identity) -> PreparedSong:
+        """Hash a song's content and, if its cover is new, load and preprocess it."""
+        point_id, stored = identity
+        prepared = PreparedSong(song, point_id, song_payload(song, source), stored=stored)
+        if song.lyrics:
+            prepared.payload[LYRICS_HASH] = lyrics_hash(song.lyrics)
+            prepared.words_stored = bool(
+                stored and stored.get(LYRICS_HASH) == prepared.payload[LYRICS_HASH] and WORDS in (stored.get("vectors") or ())
+            )
+            if not prepared.words_stored:
+                prepared.words = self.embedder.words.document(song.lyrics) or None
+        self._load_cover(prepared, base_dir)
+        # What the song will be stored with; the index records the same list, so a stored song
+        # that lacks one of them (say, from an older version) counts as changed.
+        prepared.payload["vectors"] = sorted(
+            [LYRICS] * (LYRICS_HASH in prepared.payload)
+            + [WORDS] * (prepared.words is not None or prepared.words_stored)
+            + [COVER] * (COVER_HASH in prepared.payload)
+        )
+        return prepared
+
+    def prepare_all(self, songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> list[PreparedSong]:
+        """`prepare` for each song, in order."""
+        return [self.prepare(song, base_dir, source, identity) for song, identity in songs]
+
+    def _load_cover(self, prepared: PreparedSong, base_dir: Path | None) -> None:
+        song = prepared.song
+        if not song.cover:
+            return
+        if "://" in song.cover:
+            prepared.payload["cover_url"] = song.cover
+        else:
+            path = Path(song.cover).expanduser()
+            prepared.payload["cover_path"] = str((base_dir / path if base_dir else path).resolve())
+        try:
+            data = self.fetcher.load(song.cover, base_dir)
+            cover_hash = bytes_hash(data)
+            if self.covers is not None and not self.embedder.cached(COVER, [cover_hash]):
+                prepared.cover_tensor = self.covers.prepare(data, self.fetcher.decode)
+        except CoverError as error:
+            prepared.cover_problem = str(error)
+            return
+        except Exception as error:  # noqa: BLE001 (one row's cover must never stop a run)
+            prepared.cover_problem = f"cover could not be used ({error.__class__.__name__}: {error})"
+            return
+        prepared.payload[COVER_HASH] = cover_hash
+
+
+Prepare = Callable[[list[tuple[Song, Identity]], Path | None, str], Callable[[], list[PreparedSong]]]
+
+
+@contextmanager
+def preparing(preparation: Preparation, threads: int, processes: int) -> Iterator[Prepare]:
+    """A function that starts preparing songs and returns a function that waits for them, in
+    order: in `processes` worker processes if any, else in `threads` threads."""
+    pool: Executor
+    if processes:
+        # forkserver: workers start from a clean process that has imported this module once,
+        # never from a fork of one that runs threads (the store's writer, the GPU's).
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            context.set_forkserver_preload([__name__])
+        pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker, initargs=(preparation,))
+        chunk = PROCESS_CHUNK
+    else:
+        pool = ThreadPoolExecutor(threads)
+        chunk = 1  # threads share the work song by song
+    with pool:
+        def start(songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> Callable[[], list[PreparedSong]]:
+            chunks = [songs[i : i + chunk] for i in range(0, len(songs), chunk)]
+            if processes:
+                futures: list[Future[list[PreparedSong]]] = [pool.submit(_prepare_in_worker, c, base_dir, source) for c in chunks]
+                return lambda: [_received(p) for f in futures for p in f.result()]
+            futures = [pool.submit(preparation.prepare_all, c, base_dir, source) for c in chunks]
+            return lambda: [p for f in futures for p in f.result()]
+
+        yield start
+
+
+_worker: Preparation | None = None
+
+
+def _start_worker(preparation: Preparation) -> None:
+    global _worker
+    _worker = preparation
+
+
+def _prepare_in_worker(songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> list[PreparedSong]:
+    assert _worker is not None, "the worker was started without its preparation"
+    prepared = _worker.prepare_all(songs, base_dir, source)
+    for song in prepared:
+        # Tensors cross as NumPy arrays, copied with the message: torch would share each one
+        # through a file descriptor of its own, and a batch of 1,024 covers would run out of them.
+        if song.cover_tensor is not None:
+            song.cover_tensor = song.cover_tensor.numpy()  # type: ignore[assignment]
+    return prepared
+
+
+def _received(prepared: PreparedSong) -> PreparedSong:
+    if isinstance(prepared.cover_tensor, np.ndarray):
+        prepared.cover_tensor = torch.from_numpy(prepared.cover_tensor)
+    return prepared

@@ -1,0 +1,46 @@
+"""Worker processes prepare songs as worker threads do (a catalogue end to end: tests/ingest/test_pipeline.py)."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from PIL import Image
+
+from ingest.catalogue import read_catalogue
+from ingest.context import open_songspace
+from ingest.encoders.image import CoverPreparation
+from ingest.preparation import Preparation, preparing
+from tests.conftest import SEA_LYRICS, make_cover, store_settings
+
+
+def test_worker_processes_hand_back_covers_as_a_gpu_takes_them(tmp_path, write_catalogue):
+    """JPEGs as their bytes, other covers preprocessed: exactly what threads hand back."""
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(make_cover((20, 60, 200), 3, size=200))).convert("RGB").save(jpeg, "JPEG")
+    (tmp_path / "a.jpg").write_bytes(jpeg.getvalue())
+    (tmp_path / "b.png").write_bytes(make_cover((90, 90, 90), 4))
+    (tmp_path / "c.jpg").write_bytes(jpeg.getvalue()[:300])  # cut short: refused in its own row
+    rows = [{"id": f"s{i}", "title": f"Song {i}", "artist": "Band", "lyrics": SEA_LYRICS[i], "cover_path": name}
+            for i, name in enumerate(["a.jpg", "b.png", "c.jpg"])]
+    songs, _ = read_catalogue(write_catalogue(rows))
+    songspace = open_songspace(store_settings("edge", tmp_path))
+    try:
+        covers = CoverPreparation(songspace.embedder.image.transform, decodes_jpeg=True)
+        preparation = Preparation(songspace.embedder, songspace.fetcher, covers)
+        songs_with_ids = [(song, (f"id-{song.row}", None)) for song in songs]
+        prepared = {}
+        for processes in (0, 2):
+            with preparing(preparation, threads=2, processes=processes) as start:
+                prepared[processes] = start(songs_with_ids, tmp_path, "catalogue")()
+    finally:
+        songspace.close()
+    in_threads, in_processes = prepared[0], prepared[2]
+    assert [p.payload for p in in_processes] == [p.payload for p in in_threads]
+    assert [p.cover_problem for p in in_processes] == [p.cover_problem for p in in_threads]
+    assert in_processes[2].cover_problem and in_processes[2].cover_tensor is None
+    jpeg_bytes, png_pixels = in_processes[0].cover_tensor, in_processes[1].cover_tensor
+    assert jpeg_bytes.dtype == torch.uint8 and bytes(jpeg_bytes.numpy()) == jpeg.getvalue()
+    assert png_pixels.dtype == torch.float32 and tuple(png_pixels.shape) == (3, 224, 224)
+    assert torch.equal(png_pixels, in_threads[1].cover_tensor)
+    assert in_processes[0].words == in_threads[0].words and in_processes[0].words is not None
