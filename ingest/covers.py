@@ -213,12 +213,17 @@ class CoverFetcher:
         session.mount("https://", adapter)
         return session
 
+    def __copy__(self) -> CoverFetcher:
+        twin = object.__new__(CoverFetcher)
+        vars(twin).update(vars(self))  # the same session
+        return twin
+
     def __getstate__(self) -> dict[str, Any]:
         return {name: value for name, value in vars(self).items() if name != "session"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
-        self.session = self._session()  # a copy, or a worker process's fetcher, has a session of its own
+        self.session = self._session()  # a worker process's fetcher has a session of its own
 
     def with_roots(self, *roots: Path) -> CoverFetcher:
         """This fetcher, also reading local covers under `roots` (for one call, such as a page upload)."""
@@ -274,7 +279,7 @@ class CoverFetcher:
         """The bytes of a cover URL, from the disk cache or the network, checked to be an image (by its header)."""
         cached = self.cache_dir / hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
         # Songs of one album share a cover URL and load in parallel threads: one thread downloads
-        # it while the others wait for its cached copy.
+        # it while the others wait for its cached copy (worker processes may each download it once).
         with _URL_LOCKS[int(cached.name[:8], 16) % len(_URL_LOCKS)]:
             if cached.is_file():
                 return cached.read_bytes()

@@ -129,7 +129,8 @@ class Ingestor:
             processes = embedder.settings.prepare_processes
         if processes is None:
             on_gpu = resolve_runtime(embedder.settings.device).device == "cuda"
-            processes = max(1, (os.cpu_count() or 1) - 2) if on_gpu else 0
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            processes = max(1, cores - 2) if on_gpu else 0
         self.processes = processes
         self.progress = progress
         self.writers = index.engine.writers if writers is None else writers

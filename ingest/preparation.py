@@ -3,29 +3,35 @@
 Preparing a song is hashing its content, computing its words (BM25) vector and loading, checking
 and preprocessing its cover (on a GPU: proving it decodes and keeping the JPEG's bytes). On a CPU
 the encoders are the bottleneck and threads suffice. Beside a GPU this work, about 0.5 ms of
-Python a song holding the GIL, slowed the encoders' own Python threefold on an H200 and capped
-ingestion there; worker processes take it out of the process that feeds the GPU.
+Python a song holding the GIL, ran the lyrics encoder 3.6 times slower than alone on an H200 and
+capped ingestion there; worker processes take it out of the process that feeds the GPU.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ingest.catalogue import Song
 from ingest.covers import CoverError, CoverFetcher
 from ingest.embedder import Embedder, bytes_hash, lyrics_hash
-from ingest.encoders.image import CoverPreparation
 from search.engines.base import SparseVector
 from search.index import COVER, LYRICS, WORDS
+
+if TYPE_CHECKING:  # torch loads with the encoders: the page recommends without it
+    import torch
+
+    from ingest.encoders.image import CoverPreparation
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
@@ -143,8 +149,8 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         if method == "forkserver":
-            context.set_forkserver_preload([__name__])
-        pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker, initargs=(preparation,))
+            context.set_forkserver_preload([__name__, "torch"])
+        pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker, initargs=(preparation, os.getpid()))
         chunk = PROCESS_CHUNK
     else:
         pool = ThreadPoolExecutor(threads)
@@ -164,13 +170,30 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
 _worker: Preparation | None = None
 
 
-def _start_worker(preparation: Preparation) -> None:
+def _start_worker(preparation: Preparation, ingestion_pid: int) -> None:
+    import torch
+
     global _worker
     _worker = preparation
+    torch.set_num_threads(1)  # one process per core already
+    threading.Thread(target=_end_with, args=(ingestion_pid,), daemon=True).start()
+
+
+def _end_with(pid: int) -> None:
+    """Exit once process `pid` has: a killed ingestion must not leave its workers behind (each holds
+    the others' pipes open, so none would see its work queue end; and a worker's parent is the
+    fork server, not the ingestion)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
 
 
 def _prepare_in_worker(songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> list[PreparedSong]:
-    assert _worker is not None, "the worker was started without its preparation"
+    if _worker is None:
+        raise RuntimeError("a preparing worker was started without its preparation")
     prepared = _worker.prepare_all(songs, base_dir, source)
     for song in prepared:
         # Tensors cross as NumPy arrays, copied with the message: torch would share each one
@@ -181,6 +204,8 @@ def _prepare_in_worker(songs: list[tuple[Song, Identity]], base_dir: Path | None
 
 
 def _received(prepared: PreparedSong) -> PreparedSong:
+    import torch
+
     if isinstance(prepared.cover_tensor, np.ndarray):
         prepared.cover_tensor = torch.from_numpy(prepared.cover_tensor)
     return prepared

@@ -235,7 +235,9 @@ class LoadJob:
         self.total = len(songs)
         # A visitor's catalogue reads covers from its own folder, never from the operator's COVER_ROOTS.
         fetcher = songspace.fetcher.only_roots() if self.uploaded else songspace.fetcher
-        ingestor = Ingestor(songspace.index, songspace.embedder, fetcher, batch_size=BATCH_SIZE, progress=False)
+        # Threads, never worker processes: those would start by running the page's script (Streamlit
+        # makes it the process's __main__), which holds no main guard.
+        ingestor = Ingestor(songspace.index, songspace.embedder, fetcher, batch_size=BATCH_SIZE, progress=False, processes=0)
         self.summary = ingestor.run(
             self.catalogue, problems_path=self.problems_path, read=(songs, problems), on_batch=self._advance,
             source="upload",  # a visitor's catalogue never replaces the operator's songs

@@ -21,11 +21,7 @@ class WordsEncoder:
 
     def __init__(self, name: str = "bm25-english", language: str = "english") -> None:
         self.name = name
-        self.language = language
         self._model = qe.Bm25(qe.Bm25Config(language=language))
-
-    def __reduce__(self) -> tuple[type[WordsEncoder], tuple[str, str]]:
-        return WordsEncoder, (self.name, self.language)  # for worker processes: the model is rebuilt there
 
     def document(self, lyrics: str) -> SparseVector:
         """A song's words: BM25 term weights scaled to unit length, so long lyrics do not dominate."""

@@ -97,7 +97,8 @@ def test_ingests_good_rows_reports_bad_ones_and_loses_nothing(small_cap, messy_c
     assert problems["15"]["outcome"] == "rejected" and "cap" in problems["15"]["reason"]
 
 
-def test_a_catalogue_prepared_in_worker_processes_is_stored_as_in_threads(small_cap, messy_catalogue, tmp_path):
+def test_a_catalogue_prepared_in_worker_processes_is_stored_as_in_threads(small_cap, messy_catalogue, tmp_path, monkeypatch):
+    monkeypatch.setattr("ingest.preparation.PROCESS_CHUNK", 3)  # several chunks a batch, put back in order
     in_threads, threads_points = run_ingest(small_cap, messy_catalogue)
     # Another store and embedding cache, so that every cover is prepared again, in the workers.
     elsewhere = replace(store_settings("edge", tmp_path / "processes"), cover_max_bytes=small_cap.cover_max_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 import pytest
 import streamlit as st
@@ -26,6 +27,15 @@ def catalogue_settings(tmp_path, themed_rows, write_catalogue):
     Ingestor(songspace.index, songspace.embedder, songspace.fetcher, progress=False).run(write_catalogue(rows))
     songspace.close()
     return settings
+
+
+@pytest.fixture(autouse=True)
+def main_module_kept():
+    """AppTest makes the page's script this process's __main__ and leaves it there: worker processes
+    started later in the run (ingestion's) would start by running the page."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture
