@@ -545,3 +545,17 @@ def test_a_re_run_of_an_unchanged_catalogue_computes_no_words(settings, themed_r
     summary, points = run_ingest(settings, catalogue)
     assert summary.unchanged == len(themed_rows) and calls == []
     assert all(point.words for point in points.values())
+
+
+def test_a_run_hands_the_gil_over_more_often_and_then_as_before(settings, themed_rows, write_catalogue):
+    # Threads that call into torch or the store wait for the GIL at every call (bench/gil_handover.py).
+    before = sys.getswitchinterval()
+    during: list[float] = []
+    songspace = open_songspace(settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=4, progress=False)
+        ingestor.run(write_catalogue(themed_rows), on_batch=lambda songs: during.append(sys.getswitchinterval()))
+    finally:
+        songspace.close()
+    assert len(during) == 2 and all(interval < before / 10 for interval in during)
+    assert sys.getswitchinterval() == before
