@@ -214,7 +214,7 @@ class CoverFetcher:
         return session
 
     def __copy__(self) -> CoverFetcher:
-        twin = object.__new__(CoverFetcher)
+        twin = object.__new__(type(self))
         vars(twin).update(vars(self))  # the same session
         return twin
 

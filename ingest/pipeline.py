@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -31,11 +32,12 @@ from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, SongIndex,
 # Part 1 of a catalogue loaded in parts stores this many songs of the whole catalogue first and
 # learns the centres from them (a margin over CENTRE_SONGS for songs without lyrics or a cover).
 CENTRE_SAMPLE = CENTRE_SONGS + 128
-# How often the interpreter hands the GIL between threads while ingesting. The encoders and the
-# store release it at every call into torch or Qdrant Edge and get it back only when the running
-# thread hands it over, by default every 5 ms: beside a busy Python thread, writing a song to Edge
-# took 16 to 19 ms instead of 0.23 ms alone, and 0.8 to 1.0 ms at 0.1 ms (`bench.gil_handover`).
-# On the CPU, ingestion kept 91 to 92% of its encoders' rate either way.
+# How often the interpreter hands the GIL between threads while ingesting. torch and Qdrant Edge's
+# bindings release it inside their calls (Edge while it converts each point's payload) and get it
+# back only when the running thread hands it over, by default every 5 ms: beside a busy Python
+# thread, writing a song to the store took 10.7 to 18.8 ms instead of 0.23 to 0.38 ms alone, and
+# 0.98 to 1.13 ms at 0.1 ms (`bench.gil_handover`, 3 runs). On the CPU, ingestion kept its share
+# of the encoders' rate (91.8% against 90.6% at 5 ms, one run each).
 SWITCH_INTERVAL_S = 0.0001
 # Song fields that Spotify enrichment may fill, and the payload keys that hold them.
 ENRICHED_FIELDS = {"spotify_id": "spotify_id", "spotify_url": "spotify_url", "cover": "cover_url", "album": "album", "year": "year"}
@@ -539,14 +541,27 @@ def _named_point_id(title: str, artists: list[str]) -> str:
     return song_point_id(spotify_id=None, song_id=None, artists=artists, title=title)
 
 
+_runs_lock = threading.Lock()
+_runs = 0  # ingestion runs under way in this process
+_interval_before = 0.0
+
+
 @contextmanager
 def _switching_often() -> Iterator[None]:
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    """SWITCH_INTERVAL_S while any run is under way; the interval from before once none is."""
+    global _runs, _interval_before
+    with _runs_lock:
+        if _runs == 0:
+            _interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+        _runs += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(before)
+        with _runs_lock:
+            _runs -= 1
+            if _runs == 0:
+                sys.setswitchinterval(_interval_before)
 
 
 @contextmanager

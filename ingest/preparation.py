@@ -10,9 +10,9 @@ capped ingestion there; worker processes take it out of the process that feeds t
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -150,7 +150,7 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             context.set_forkserver_preload([__name__, "torch"])
-        pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker, initargs=(preparation, os.getpid()))
+        pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker, initargs=(preparation,))
         chunk = PROCESS_CHUNK
     else:
         pool = ThreadPoolExecutor(threads)
@@ -170,25 +170,22 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
 _worker: Preparation | None = None
 
 
-def _start_worker(preparation: Preparation, ingestion_pid: int) -> None:
+def _start_worker(preparation: Preparation) -> None:
     import torch
 
     global _worker
     _worker = preparation
     torch.set_num_threads(1)  # one process per core already
-    threading.Thread(target=_end_with, args=(ingestion_pid,), daemon=True).start()
+    threading.Thread(target=_end_with_ingestion, daemon=True).start()
 
 
-def _end_with(pid: int) -> None:
-    """Exit once process `pid` has: a killed ingestion must not leave its workers behind (each holds
-    the others' pipes open, so none would see its work queue end; and a worker's parent is the
-    fork server, not the ingestion)."""
-    while True:
-        time.sleep(1.0)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
+def _end_with_ingestion() -> None:
+    """Exit once the ingestion has: a killed one must not leave its workers behind (each holds the
+    others' pipes open, so none would see its work queue end)."""
+    ingestion = multiprocessing.parent_process()
+    if ingestion is not None:  # its sentinel closes when it exits, killed or not, reaped or not
+        multiprocessing.connection.wait([ingestion.sentinel])
+        os._exit(1)
 
 
 def _prepare_in_worker(songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> list[PreparedSong]:

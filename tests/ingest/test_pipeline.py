@@ -557,5 +557,18 @@ def test_a_run_hands_the_gil_over_more_often_and_then_as_before(settings, themed
         ingestor.run(write_catalogue(themed_rows), on_batch=lambda songs: during.append(sys.getswitchinterval()))
     finally:
         songspace.close()
-    assert len(during) == 2 and all(interval < before / 10 for interval in during)
+    assert during and all(interval < before / 10 for interval in during)
+    assert sys.getswitchinterval() == before
+
+
+def test_overlapping_runs_keep_the_short_interval_until_the_last_ends():
+    from ingest.pipeline import _switching_often
+
+    before = sys.getswitchinterval()
+    first, second = _switching_often(), _switching_often()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert sys.getswitchinterval() < before / 10  # the second run is still under way
+    second.__exit__(None, None, None)
     assert sys.getswitchinterval() == before
