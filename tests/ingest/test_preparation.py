@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -12,6 +17,8 @@ from ingest.context import open_songspace
 from ingest.encoders.image import CoverPreparation
 from ingest.preparation import Preparation, preparing
 from tests.conftest import SEA_LYRICS, make_cover, store_settings
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_worker_processes_hand_back_covers_as_a_gpu_takes_them(tmp_path, write_catalogue):
@@ -44,3 +51,53 @@ def test_worker_processes_hand_back_covers_as_a_gpu_takes_them(tmp_path, write_c
     assert png_pixels.dtype == torch.float32 and tuple(png_pixels.shape) == (3, 224, 224)
     assert torch.equal(png_pixels, in_threads[1].cover_tensor)
     assert in_processes[0].words == in_threads[0].words and in_processes[0].words is not None
+
+
+def children(pid: int) -> set[int]:
+    """The processes started by process `pid`, and theirs (Linux)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children_file = task / "children"
+        if children_file.is_file():
+            found.update(int(child) for child in children_file.read_text().split())
+    return found | {grandchild for child in found for grandchild in children(child)}
+
+
+def alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.is_file() and "\nState:\tZ" not in status.read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_a_killed_ingestion_leaves_no_worker_behind(tmp_path, write_catalogue):
+    rows = [{"id": f"s{i}", "title": f"Song {i}", "artist": "Band", "lyrics": SEA_LYRICS[i % 4] + f" {i}"} for i in range(64)]
+    catalogue = write_catalogue(rows)
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from ingest.catalogue import read_catalogue\n"
+        "from ingest.context import open_songspace\n"
+        "from ingest.preparation import Preparation, preparing\n"
+        "from tests.conftest import store_settings\n"
+        "def main():\n"
+        f"    songspace = open_songspace(store_settings('edge', Path({str(tmp_path)!r})))\n"
+        f"    songs, _ = read_catalogue(Path({str(catalogue)!r}))\n"
+        "    with preparing(Preparation(songspace.embedder, songspace.fetcher, None), 2, 2) as start:\n"
+        "        start([(song, (str(song.row), None)) for song in songs], None, 'catalogue')()\n"
+        "        print('prepared', flush=True)\n"
+        "        time.sleep(600)\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "prepared"
+        workers = children(process.pid)
+        assert len(workers) >= 3  # the fork server and two workers (and perhaps a resource tracker)
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)]
