@@ -89,7 +89,7 @@ def main() -> None:
             for way, runtime in ways.items():
                 encoder: ImageEncoder = efficientnet_lite0_encoder(state, replace(runtime, decodes_jpeg=on_device))
                 with ThreadPoolExecutor() as pool:
-                    inputs = list(pool.map(lambda data: encoder.preparation.prepare(data, fetcher.decode), datas))
+                    inputs = list(pool.map(lambda data: encoder.preparation.prepare(data), datas))
                 covers[f"{way}, {decoder} decoding"] = encoder.encode_tensors(inputs)
         reference = covers["fp32, pillow decoding"]
         results["cover_encoder"] = "efficientnet-lite0"

@@ -85,7 +85,7 @@ def encoders_alone(songspace: Any, songs: list[Song], base: Path) -> dict[str, f
         text.encode(lyrics[start : start + CHUNK])
         text_seconds += time.perf_counter() - started
     def prepared(cover: str) -> torch.Tensor:
-        return image.preparation.prepare(fetcher.load(cover, base), fetcher.decode)
+        return image.preparation.prepare(fetcher.load(cover, base))
 
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         for start in range(0, len(covers), CHUNK):  # a chunk at a time: 20k preprocessed tensors need 12 GB

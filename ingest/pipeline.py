@@ -23,7 +23,7 @@ from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder
 from ingest.encoders.base import resolve_runtime
 from ingest.enrich import EnrichSummary, enrich
-from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Preparation, PreparedSong, preparing
+from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match
 from search.export import spreadsheet_text
@@ -172,7 +172,7 @@ class Ingestor:
             visitor=source == "user",
         )
 
-    def identify(self, songs: list[Song], source: str) -> list[tuple[str, dict[str, Any] | None]]:
+    def identify(self, songs: list[Song], source: str) -> list[Identity]:
         """Each song's point id and stored payload, in the songs' order: a stored song keeps its point.
 
         A catalogue song stored under another point id keeps that point, so no order of runs, with
@@ -203,7 +203,7 @@ class Ingestor:
             for i, payload in self.index.scroll_payloads(where=where):
                 if "song_id" not in payload and "spotify_id" in payload.get("enriched", []):
                     by_name[_named_point_id(str(payload.get("title", "")), list(payload.get("artists", [])))] = (i, payload)
-        identities: list[tuple[str, dict[str, Any] | None]] = []
+        identities: list[Identity] = []
         for n, song in enumerate(songs):
             point_id = ids[n]
             if point_id not in stored:
@@ -360,19 +360,19 @@ class Ingestor:
         stages = summary.stages
         batches = self._prepared(songs, base_dir, source, look_up=not dry_run)
 
-        def stored(songs: int) -> None:
-            bar.update(songs)
+        def stored(count: int) -> None:
+            bar.update(count)
             if on_batch is not None:
-                on_batch(songs)
+                on_batch(count)
 
         with ThreadPoolExecutor(max(self.writers, 1)) as writers:
             writing: deque[tuple[Future[None], int]] = deque()
 
             def wait_for_writes(left: int) -> None:
                 while len(writing) > left:
-                    write, songs = writing.popleft()
+                    write, count = writing.popleft()
                     write.result()  # a failed write stops the run here, with its error
-                    stored(songs)
+                    stored(count)
 
             while True:
                 with _timed(stages, "wait_for_loading"):  # covers loaded and decoded in threads
@@ -520,7 +520,7 @@ class Ingestor:
         )
         points = []
         for prepared in batch:
-            if prepared.words_stored and prepared.words is None:
+            if prepared.words_stored:  # stored with its words, and embedded again: the words are needed now
                 prepared.words = self.embedder.words.document(prepared.song.lyrics or "") or None
             vectors = {}
             if LYRICS_HASH in prepared.payload:

@@ -125,7 +125,7 @@ class Preparation:
             data = self.fetcher.load(song.cover, base_dir)
             cover_hash = bytes_hash(data)
             if self.covers is not None and not self.embedder.cached(COVER, [cover_hash]):
-                prepared.cover_tensor = self.covers.prepare(data, self.fetcher.decode)
+                prepared.cover_tensor = self.covers.prepare(data)
         except CoverError as error:
             prepared.cover_problem = str(error)
             return
@@ -155,14 +155,12 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
     else:
         pool = ThreadPoolExecutor(threads)
         chunk = 1  # threads share the work song by song
+    work = _prepare_in_worker if processes else preparation.prepare_all
     with pool:
         def start(songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> Callable[[], list[PreparedSong]]:
             chunks = [songs[i : i + chunk] for i in range(0, len(songs), chunk)]
-            if processes:
-                futures: list[Future[list[PreparedSong]]] = [pool.submit(_prepare_in_worker, c, base_dir, source) for c in chunks]
-                return lambda: [_received(p) for f in futures for p in f.result()]
-            futures = [pool.submit(preparation.prepare_all, c, base_dir, source) for c in chunks]
-            return lambda: [p for f in futures for p in f.result()]
+            futures: list[Future[list[PreparedSong]]] = [pool.submit(work, c, base_dir, source) for c in chunks]
+            return lambda: [_received(p) for f in futures for p in f.result()]
 
         yield start
 
@@ -201,8 +199,10 @@ def _prepare_in_worker(songs: list[tuple[Song, Identity]], base_dir: Path | None
 
 
 def _received(prepared: PreparedSong) -> PreparedSong:
-    import torch
-
+    """A prepared song as the encoders take it: a cover that crossed from a worker process as a
+    NumPy array is a tensor again."""
     if isinstance(prepared.cover_tensor, np.ndarray):
+        import torch
+
         prepared.cover_tensor = torch.from_numpy(prepared.cover_tensor)
     return prepared

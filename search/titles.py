@@ -21,8 +21,20 @@ from search.engines.base import Filter, Text
 from search.index import SongIndex, normalise_text, search_key
 
 MIN_SCORE = 70
+FIELDS = ["title", "artists", "search_text"]
 PAGE = 10_000
 CANDIDATES = 500
+
+
+# A song as the title index holds it: point id, title and artists. Tuples of strings only: the cycle
+# collector stops tracking them, so a page holding 100k songs does not pause for a full collection
+# over them (about 0.15 s each).
+Song = tuple[str, str, tuple[str, ...]]
+
+
+def _song_and_key(point_id: str, payload: dict) -> tuple[Song, str]:
+    title, artists = payload.get("title", ""), tuple(payload.get("artists", []))
+    return (point_id, title, artists), payload.get("search_text") or search_key(title, artists)
 
 
 @dataclass(frozen=True)
@@ -49,9 +61,7 @@ class _Titles:
     typo of another has a length within one of it and shares its first or its last letter.
     """
 
-    # Tuples of strings only: the cycle collector stops tracking them, so a page holding 100k
-    # songs does not pause for a full collection over them (about 0.15 s each).
-    songs: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    songs: list[Song] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     postings: dict[str, np.ndarray] = field(default_factory=dict)
     by_shape: dict[tuple[int, str], list[str]] = field(default_factory=dict)
@@ -96,10 +106,9 @@ class TitleIndex:
     def _load(self) -> _Titles:
         titles = _Titles()
         postings: dict[str, list[int]] = {}
-        for position, (point_id, payload) in enumerate(self.index.scroll_payloads(["title", "artists", "search_text"], page=PAGE)):
-            title, artists = payload.get("title", ""), tuple(payload.get("artists", []))
-            key = payload.get("search_text") or search_key(title, artists)
-            titles.songs.append((point_id, title, artists))
+        for position, (point_id, payload) in enumerate(self.index.scroll_payloads(FIELDS, page=PAGE)):
+            song, key = _song_and_key(point_id, payload)
+            titles.songs.append(song)
             titles.keys.append(key)
             for word in set(key.split()):
                 postings.setdefault(word, []).append(position)
@@ -131,7 +140,7 @@ class TitleIndex:
         return [TitleMatch(songs[i][0], songs[i][1], list(songs[i][2]), score=score) for _, score, i in ranked]
 
     @staticmethod
-    def _candidates(titles: _Titles, wanted: str) -> tuple[list[tuple[str, str, tuple[str, ...]]], list[str], list[float]]:
+    def _candidates(titles: _Titles, wanted: str) -> tuple[list[Song], list[str], list[float]]:
         """Songs holding most of the typed words, at most CANDIDATES, and how much of them each holds:
         1 for a word as typed, 1/2 for one within its typos."""
         held = np.zeros(len(titles.keys), dtype=np.float32)
@@ -155,15 +164,15 @@ class TitleIndex:
         chosen = chosen[np.argsort(-held[chosen], kind="stable")]
         return [titles.songs[p] for p in chosen], [titles.keys[p] for p in chosen], [float(held[p]) for p in chosen]
 
-    def _text_candidates(self, wanted: str) -> tuple[list[tuple[str, str, tuple[str, ...]]], list[str], list[float]]:
+    def _text_candidates(self, wanted: str) -> tuple[list[Song], list[str], list[float]]:
         """Songs whose title or artists contain every typed word, from the full-text index."""
         where = Filter(must=(Text("search_text", wanted),))
-        songs: list[tuple[str, str, tuple[str, ...]]] = []
+        songs: list[Song] = []
         keys: list[str] = []
-        for point_id, payload in self.index.scroll_payloads(["title", "artists", "search_text"], where=where, page=CANDIDATES):
-            title, artists = payload.get("title", ""), tuple(payload.get("artists", []))
-            songs.append((point_id, title, artists))
-            keys.append(payload.get("search_text") or search_key(title, artists))
+        for point_id, payload in self.index.scroll_payloads(FIELDS, where=where, page=CANDIDATES):
+            song, key = _song_and_key(point_id, payload)
+            songs.append(song)
+            keys.append(key)
             if len(songs) >= CANDIDATES:
                 break
         return songs, keys, [1.0] * len(songs)

@@ -25,14 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ingest.covers import CoverError
+from ingest.covers import CoverError, CoverFetcher
 from ingest.encoders.base import RUNTIMES, Runtime, fingerprint
 
 if TYPE_CHECKING:
     from torchvision.transforms import InterpolationMode
 
 Transform = Callable[[Image.Image], torch.Tensor]
-Decode = Callable[[bytes], Image.Image]
 JPEG_MAGIC = b"\xff\xd8\xff"
 # Larger JPEGs are decoded by Pillow even on a GPU: a batch of 256 is decoded whole on the device
 # before resizing, so 2 MP each (album art is 0.4 MP) keeps it near 1.5 GB, where the pixel cap
@@ -88,15 +87,15 @@ class CoverPreparation:
     transform: Transform
     decodes_jpeg: bool  # the runtime decodes JPEGs on its device
 
-    def prepare(self, data: bytes, decode: Decode) -> torch.Tensor:
+    def prepare(self, data: bytes) -> torch.Tensor:
         """The model's input for checked image bytes.
 
         Where the runtime decodes on its device, a JPEG's bytes (as a uint8 tensor, once proven to
-        decode; up to DEVICE_DECODE_MAX_PIXELS); otherwise the image decoded by `decode` and preprocessed here.
+        decode; up to DEVICE_DECODE_MAX_PIXELS); otherwise the image decoded to RGB by Pillow and preprocessed here.
         """
         if self.decodes_jpeg and data.startswith(JPEG_MAGIC) and _proven_jpeg(data) <= DEVICE_DECODE_MAX_PIXELS:
             return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return self.transform(decode(data).convert("RGB"))
+        return self.transform(CoverFetcher.decode(data))
 
 
 class ImageEncoder:
@@ -146,8 +145,7 @@ class ImageEncoder:
                     images.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
                 except Exception:  # noqa: BLE001
                     # Pillow, as on the CPU: `CoverPreparation.prepare` proved it decodes these bytes.
-                    pil = Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")
-                    images.append(F.pil_to_tensor(pil).to(device))
+                    images.append(F.pil_to_tensor(CoverFetcher.decode(data.numpy().tobytes())).to(device))
             return images
 
     def _batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:

@@ -31,7 +31,7 @@ from ingest.encoders import (
 )
 from ingest.encoders import _image_encoder
 from ingest.covers import CoverError, CoverFetcher
-from ingest.encoders.image import ImageEncoder, efficientnet_lite0_encoder, resnet50_encoder
+from ingest.encoders.image import DEVICE_DECODE_MAX_PIXELS, ImageEncoder, efficientnet_lite0_encoder, resnet50_encoder
 from ingest.encoders.text import TextEncoder
 
 SAMPLE = "A man is eating food."
@@ -482,7 +482,6 @@ def test_the_fingerprint_follows_the_model_not_its_folder(tiny_models, tmp_path)
 
 def test_a_collection_refuses_a_changed_model_under_its_name(tiny_models, tmp_path):
     import shutil
-    from dataclasses import replace
 
     from ingest.embedder import Embedder
     from search.index import EncoderMismatch, IndexEncoders
@@ -509,7 +508,6 @@ def test_a_collection_refuses_a_changed_cover_model(tmp_path):
     recorded = IndexEncoders("all-MiniLM-L6-v2", 384, "efficientnet-lite0", 1280, image_fingerprint="0" * 16)
     with pytest.raises(EncoderMismatch, match="cover model 'efficientnet-lite0' is not the one"):
         Embedder(recorded, Settings(cache_dir=tmp_path / "cache")).image  # noqa: B018
-    from dataclasses import replace
 
     assert Embedder(replace(recorded, image_fingerprint=lite0.fingerprint), Settings(cache_dir=tmp_path / "c")).image is lite0
 
@@ -533,7 +531,7 @@ def test_device_decoding_embeds_covers_as_pillow_does(lite0, device_decoding_lit
     jpegs = [encoded(photo.resize((300, 200)), "JPEG", quality=90) for photo in sample_photos]
     jpegs.append(encoded(sample_photos[0].resize((120, 160)).convert("L"), "JPEG"))  # greyscale, another size
     png = encoded(sample_photos[1].resize((200, 200)), "PNG")
-    inputs = [device_decoding_lite0.preparation.prepare(data, CoverFetcher.decode) for data in [*jpegs, png]]
+    inputs = [device_decoding_lite0.preparation.prepare(data) for data in [*jpegs, png]]
     assert [tuple(i.shape) for i in inputs[:-1]] == [(len(data),) for data in jpegs]
     assert all(i.dtype == torch.uint8 for i in inputs[:-1]) and inputs[-1].dtype == torch.float32
     on_device = device_decoding_lite0.encode_tensors(inputs)
@@ -545,11 +543,10 @@ def test_device_decoding_embeds_covers_as_pillow_does(lite0, device_decoding_lit
 
 def test_device_decoding_leaves_a_large_jpeg_to_pillow(device_decoding_lite0, sample_photos):
     """A batch is decoded whole on the device before resizing: a large cover would cost it GBs."""
-    from ingest.encoders.image import DEVICE_DECODE_MAX_PIXELS
 
     side = int(DEVICE_DECODE_MAX_PIXELS**0.5) + 1
-    large = device_decoding_lite0.preparation.prepare(encoded(sample_photos[0].resize((side, side)), "JPEG"), CoverFetcher.decode)
-    album_art = device_decoding_lite0.preparation.prepare(encoded(sample_photos[0].resize((640, 640)), "JPEG"), CoverFetcher.decode)
+    large = device_decoding_lite0.preparation.prepare(encoded(sample_photos[0].resize((side, side)), "JPEG"))
+    album_art = device_decoding_lite0.preparation.prepare(encoded(sample_photos[0].resize((640, 640)), "JPEG"))
     assert large.dtype == torch.float32 and tuple(large.shape) == (3, 224, 224)
     assert album_art.dtype == torch.uint8
 
@@ -557,6 +554,6 @@ def test_device_decoding_leaves_a_large_jpeg_to_pillow(device_decoding_lite0, sa
 def test_device_decoding_refuses_a_broken_jpeg_in_its_own_row(device_decoding_lite0, sample_photos):
     whole = encoded(sample_photos[0], "JPEG")
     with pytest.raises(CoverError, match="could not be decoded"):
-        device_decoding_lite0.preparation.prepare(whole[: len(whole) // 2], CoverFetcher.decode)
+        device_decoding_lite0.preparation.prepare(whole[: len(whole) // 2])
     with pytest.raises(CoverError, match="could not be decoded"):
-        device_decoding_lite0.preparation.prepare(whole[:2000], CoverFetcher.decode)
+        device_decoding_lite0.preparation.prepare(whole[:2000])

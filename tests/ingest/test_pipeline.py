@@ -551,12 +551,7 @@ def test_a_run_hands_the_gil_over_more_often_and_then_as_before(settings, themed
     # Threads that call into torch or the store wait for the GIL at every call (bench/gil_handover.py).
     before = sys.getswitchinterval()
     during: list[float] = []
-    songspace = open_songspace(settings)
-    try:
-        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=4, progress=False)
-        ingestor.run(write_catalogue(themed_rows), on_batch=lambda songs: during.append(sys.getswitchinterval()))
-    finally:
-        songspace.close()
+    run_ingest(settings, write_catalogue(themed_rows), on_batch=lambda songs: during.append(sys.getswitchinterval()))
     assert during and all(interval < before / 10 for interval in during)
     assert sys.getswitchinterval() == before
 

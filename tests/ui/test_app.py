@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from search.index import open_index
 from tests.conftest import CITY_LYRICS, make_cover, store_settings
 from tests.fakes import HOSTILE_TITLE, TRACKS
-from tests.ui.apptest import APP, ENV_NAMES, card_scores, card_titles, cards, pick_by_title, use
+from tests.ui.apptest import APP, card_scores, card_titles, cards, pick_by_title, use
 from tests.ui.oracle import point_ids
 
 
@@ -259,7 +258,7 @@ def test_the_page_server_caps_uploads_at_a_cover():
     assert cap_mib == math.ceil(Settings().cover_max_bytes / 2**20)
 
 
-def test_the_page_imports_model_libraries_only_when_it_embeds_and_then_freezes_them(catalogue_settings):
+def test_the_page_imports_model_libraries_only_when_it_embeds_and_then_freezes_them(monkeypatch, catalogue_settings):
     # torch and torchvision take 5 s to import: the page starts without them and loads them only
     # when a song must be embedded (here a description). What the process loaded for good is kept
     # from the cycle collector, at start and again after the models load.
@@ -278,11 +277,7 @@ def test_the_page_imports_model_libraries_only_when_it_embeds_and_then_freezes_t
         "assert card_titles(app)[0].startswith('Sea Song') and not app.exception\n"
         "print('torch' in sys.modules, gc.get_freeze_count() > frozen)\n"
     )
-    env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
-    env.update(QDRANT_ENGINE=catalogue_settings.engine, QDRANT_PATH=str(catalogue_settings.qdrant_path),
-               QDRANT_COLLECTION=catalogue_settings.collection, SONGSPACE_CACHE_DIR=str(catalogue_settings.cache_dir),
-               HTTP_TIMEOUT_S="2")
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(APP).parents[1], env=env,
-                          capture_output=True, text=True, timeout=300)
+    use(monkeypatch, catalogue_settings)
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(APP).parents[1], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-2:] == ["[] True", "True True"]
