@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -174,6 +175,8 @@ def _start_worker(preparation: Preparation) -> None:
     global _worker
     _worker = preparation
     torch.set_num_threads(1)  # one process per core already
+    # Ctrl-C is the ingestion's to report, in one line; the workers end with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_with_ingestion, daemon=True).start()
 
 

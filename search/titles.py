@@ -10,7 +10,7 @@ store's full-text index finds the songs that contain the typed words, and rapidf
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -65,6 +65,7 @@ class _Titles:
     keys: list[str] = field(default_factory=list)
     postings: dict[str, np.ndarray] = field(default_factory=dict)
     by_shape: dict[tuple[int, str], list[str]] = field(default_factory=dict)
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # of each key
 
 
 class TitleIndex:
@@ -116,7 +117,7 @@ class TitleIndex:
             titles.postings[word] = np.asarray(positions, dtype=np.int32)
             titles.by_shape.setdefault((len(word), word[0]), []).append(word)
             titles.by_shape.setdefault((len(word), "$" + word[-1]), []).append(word)
-        return titles
+        return replace(titles, lengths=np.fromiter(map(len, titles.keys), dtype=np.int32, count=len(titles.keys)))
 
     @staticmethod
     def _nearby(titles: _Titles, word: str, typos: int) -> set[str]:
@@ -159,9 +160,11 @@ class TitleIndex:
             if word in titles.postings:
                 this_word[titles.postings[word]] = 1.0
             held += this_word
-        count = min(CANDIDATES, int(np.count_nonzero(held)))
-        chosen = np.argpartition(-held, count - 1)[:count] if count else np.array([], dtype=np.int64)
-        chosen = chosen[np.argsort(-held[chosen], kind="stable")]
+        holding = np.flatnonzero(held)
+        # More of the typed words first; among songs holding as many, the keys closest in length to
+        # the query (so a title "Fire" is not lost among thousands of "Fire in the sky N").
+        gap = np.abs(titles.lengths[holding] - len(wanted))
+        chosen = holding[np.lexsort((gap, -held[holding]))[:CANDIDATES]]
         return [titles.songs[p] for p in chosen], [titles.keys[p] for p in chosen], [float(held[p]) for p in chosen]
 
     def _text_candidates(self, wanted: str) -> tuple[list[Song], list[str], list[float]]:

@@ -335,6 +335,7 @@ def main() -> None:
     finish_spotify_login(settings)
     songspace = open_or_stop(settings)
     titles = titles_for(settings)
+    freeze_what_is_loaded()  # before the first page is drawn, and again below if a model loaded
     spotify = spotify_for(settings)
     basket = Basket(st.session_state)
     controls = sidebar(songspace, titles)

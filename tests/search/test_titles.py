@@ -79,3 +79,19 @@ def test_the_loaded_titles_hold_nothing_for_the_cycle_collector(index):
     gc.collect()
     gc.collect()  # a tuple is untracked once the tuples inside it are
     assert titles._titles.songs and not any(gc.is_tracked(song) for song in titles._titles.songs)
+
+
+def test_a_short_title_is_found_among_more_songs_holding_its_word_than_are_ranked(engine_settings):
+    # More songs hold "fire" than the index ranks (500): the song titled just "Fire" must still be first.
+    index = open_index(engine_settings)
+    try:
+        index.ensure(IndexEncoders("t", 2, "i", 2))
+        titles = [f"Fire in the sky {i}" for i in range(700)] + ["Fire"]
+        index.upsert([
+            SongPoint(song_point_id(spotify_id=None, song_id=f"f{i}", artists=[], title=""),
+                      {"title": t, "artists": ["Band"]}, {LYRICS: np.array([1.0, 0.0], dtype=np.float32)})
+            for i, t in enumerate(titles)
+        ])
+        assert TitleIndex(index).find("fire")[0].title == "Fire"
+    finally:
+        index.close()
