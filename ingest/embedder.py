@@ -142,9 +142,9 @@ class Embedder:
             found.update(fresh)
         return found
 
-    def lyrics_vectors(self, lyrics_by_hash: dict[str, str]) -> dict[str, np.ndarray]:
-        """One vector per lyrics hash, from the cache or the text encoder."""
-        return self._vectors(LYRICS, lyrics_by_hash, self.text.encode)
+    def lyrics_vectors(self, tokens_by_hash: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One vector per lyrics hash, from the cache or the text encoder (inputs tokenised)."""
+        return self._vectors(LYRICS, tokens_by_hash, self.text.encode_passages)
 
     def cover_vectors(self, tensors_by_hash: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """One vector per cover hash, from the cache or the image encoder (inputs preprocessed)."""

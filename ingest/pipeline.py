@@ -23,7 +23,7 @@ from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder
 from ingest.encoders.base import resolve_runtime
 from ingest.enrich import EnrichSummary, enrich
-from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing
+from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing, start_worker_server
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match
 from search.export import spreadsheet_text
@@ -56,7 +56,8 @@ class IngestSummary:
     cover_missing: int = 0
     model_seconds: float = 0.0
     elapsed_seconds: float = 0.0
-    # Where the time went: reading, waiting for loaded covers, each encoder, writing to the store.
+    # Where the time went: reading and each encoder, and how long the feeding loop waited for
+    # prepared batches and for earlier batches to be embedded and stored (the stages overlap).
     stages: dict[str, float] = field(default_factory=dict)
     sampled: int = 0  # songs of the whole catalogue part 1 stored first, to learn the centres
     problems_path: Path | None = None
@@ -141,6 +142,8 @@ class Ingestor:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             processes = max(1, cores - 2) if on_gpu else 0
         self.processes = processes
+        if processes:
+            start_worker_server()
         self.progress = progress
         self.writers = index.engine.writers if writers is None else writers
 
@@ -160,9 +163,10 @@ class Ingestor:
                 yield pending.popleft()()
 
     def preparation(self, songs: list[Song]) -> Preparation:
-        """What preparing these songs needs (the cover encoder, loaded here, if any has a cover)."""
+        """What preparing these songs needs (from the encoders, loaded here, that they need)."""
+        lyrics = self.embedder.text.preparation if any(song.lyrics for song in songs) else None
         covers = self.embedder.image.preparation if any(song.cover for song in songs) else None
-        return Preparation(self.embedder, self.fetcher, covers)
+        return Preparation(self.embedder, self.fetcher, lyrics, covers)
 
     @staticmethod
     def point_id(song: Song, source: str) -> str:
@@ -351,10 +355,14 @@ class Ingestor:
         on_batch: Callable[[int], None] | None = None,
         source: str = "catalogue",
     ) -> None:
-        """Prepare, embed and store songs batch by batch.
+        """Prepare, embed and store songs batch by batch, each stage beside the others.
 
-        With `writers` (the engine's, unless given), that many batches are written in background
-        threads while the next ones are prepared and embedded; with none, each is written in line.
+        Batches are embedded in a thread of their own, so that the encoders (a GPU's, above all)
+        never wait while the next batch is looked up in the store and screened; with `writers` (the
+        engine's, unless given), that many embedded batches are written in background threads,
+        else each is written in line. Until the centres are final, batches are stored in step and
+        the one that completes CENTRE_SONGS is stored in two parts, so that as few songs as
+        possible are stored under provisional centres and rewritten once the centres are learned.
         """
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
         stages = summary.stages
@@ -365,17 +373,20 @@ class Ingestor:
             if on_batch is not None:
                 on_batch(count)
 
-        with ThreadPoolExecutor(max(self.writers, 1)) as writers:
+        with ThreadPoolExecutor(1) as encoders, ThreadPoolExecutor(max(self.writers, 1)) as writers:
             writing: deque[tuple[Future[None], int]] = deque()
 
             def wait_for_writes(left: int) -> None:
                 while len(writing) > left:
                     write, count = writing.popleft()
-                    write.result()  # a failed write stops the run here, with its error
+                    write.result()  # a failed write (or embedding) stops the run here, with its error
                     stored(count)
 
+            def write(embedding: Future[list[SongPoint]]) -> None:
+                self.index.upsert(embedding.result())
+
             while True:
-                with _timed(stages, "wait_for_loading"):  # covers loaded and decoded in threads
+                with _timed(stages, "wait_for_loading"):  # songs prepared in threads or processes
                     batch = next(batches, None)
                 if batch is None:
                     break
@@ -387,24 +398,31 @@ class Ingestor:
                 if dry_run:
                     stored(len(batch))
                     continue
-                points = self._store(kept, summary)
-                with _timed(stages, "store"):
-                    if self.writers:
-                        writing.append((writers.submit(self.index.upsert, points), len(batch)))
+                embedding = encoders.submit(self.embed, self._to_embed(kept, summary))
+                with _timed(stages, "wait_for_embedding_and_store"):
+                    if not self.index.centring_final:
+                        wait_for_writes(0)
+                        self._store_while_centring(embedding.result())
+                        stored(len(batch))
+                    elif self.writers:
+                        writing.append((writers.submit(write, embedding), len(batch)))
                         wait_for_writes(self.writers)
                     else:
-                        self.index.upsert(points)
+                        write(embedding)
                         stored(len(batch))
-                    if not self.index.centring_final and self.index.count() >= CENTRE_SONGS:
-                        # Enough songs to learn final centres: learn them now, so that the rest
-                        # of the run is stored under them (below that, once, at the end).
-                        wait_for_writes(0)
-                        self.index.recentre()
-            with _timed(stages, "store"):
+            with _timed(stages, "wait_for_embedding_and_store"):
                 wait_for_writes(0)
         bar.close()
         if not dry_run:
             self.index.recentre()
+
+    def _store_while_centring(self, points: list[SongPoint]) -> None:
+        """Store songs while the centres are learned: up to CENTRE_SONGS, then learn them, then the rest."""
+        room = max(0, CENTRE_SONGS - self.index.count())
+        self.index.upsert(points[:room])
+        if self.index.count() >= CENTRE_SONGS:
+            self.index.recentre()
+        self.index.upsert(points[room:])
 
     @staticmethod
     def _keep_out_others(batch: list[PreparedSong], source: str, problems: list[RowProblem]) -> list[PreparedSong]:
@@ -445,7 +463,7 @@ class Ingestor:
         problems: list[RowProblem] = []
         prepared = self.preparation(songs).prepare_all(list(zip(songs, self.identify(songs, source))), None, source)
         kept = [p for p in self._screen(prepared, problems) if not p.stored]
-        self.index.upsert(self._store(kept, summary))
+        self.index.upsert(self.embed(self._to_embed(kept, summary)))
         self.index.recentre()
         summary.rejected = sum(p.outcome == "rejected" for p in problems)
         summary.problems = problems
@@ -484,9 +502,9 @@ class Ingestor:
                 kept.append(prepared)
         return kept
 
-    def _store(self, batch: list[PreparedSong], summary: IngestSummary) -> list[SongPoint]:
-        """Count each song's outcome, rewrite payloads whose content is unchanged, and return
-        points for songs whose content is new or changed."""
+    def _to_embed(self, batch: list[PreparedSong], summary: IngestSummary) -> list[PreparedSong]:
+        """Count each song's outcome, rewrite payloads whose content is unchanged, and return the
+        songs whose content is new or changed."""
         to_embed, payload_only = [], []
         for prepared in batch:
             old = prepared.stored
@@ -503,21 +521,19 @@ class Ingestor:
                 (payload_only if same_content else to_embed).append(prepared)
         for prepared in payload_only:
             self.index.overwrite_payload(prepared.point_id, prepared.payload)
-        return self.embed(to_embed)
+        return to_embed
 
     def embed(self, batch: list[PreparedSong]) -> list[SongPoint]:
         """Points for prepared songs, with the encoders' vector for each modality they have."""
+        # Content prepared for an encoder is new to the cache; the cache has the rest.
         lyrics = self.embedder.lyrics_vectors(
-            {p.payload[LYRICS_HASH]: p.song.lyrics or "" for p in batch if LYRICS_HASH in p.payload}
+            {p.payload[LYRICS_HASH]: p.lyrics_tokens for p in batch if p.lyrics_tokens is not None}
         )
         covers = self.embedder.cover_vectors(
             {p.payload[COVER_HASH]: p.cover_tensor for p in batch if p.cover_tensor is not None}
         )
-        covers.update(
-            self.embedder.cached(
-                COVER, [p.payload[COVER_HASH] for p in batch if p.cover_tensor is None and COVER_HASH in p.payload]
-            )
-        )
+        for modality, field, vectors in ((LYRICS, LYRICS_HASH, lyrics), (COVER, COVER_HASH, covers)):
+            vectors.update(self.embedder.cached(modality, [h for p in batch if (h := p.payload.get(field)) and h not in vectors]))
         points = []
         for prepared in batch:
             if prepared.words_stored:  # stored with its words, and embedded again: the words are needed now

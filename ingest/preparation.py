@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
 import signal
 import threading
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # torch loads with the encoders: the page recommends without 
     import torch
 
     from ingest.encoders.image import CoverPreparation
+    from ingest.encoders.text import TextPreparation
 
 EXCERPT_CHARS = 600
 LYRICS_HASH = "lyrics_hash"
@@ -41,6 +43,10 @@ HASH_FIELDS = (LYRICS_HASH, COVER_HASH)
 # Songs per task given to a worker process: one message per song would cost the feeding process
 # more than the work it hands out.
 PROCESS_CHUNK = 32
+# What a worker needs to take its Preparation (the tokenizer, torchvision's transforms) and prepare
+# with it, imported once by the server that forks the workers: each worker importing them itself
+# took 3 s here before its first song.
+WORKER_PRELOAD = [__name__, "torch", "torchvision", "transformers.tokenization_utils_fast"]
 
 Identity = tuple[str, dict[str, Any] | None]  # a song's point id and the payload stored under it
 
@@ -52,7 +58,8 @@ class PreparedSong:
     song: Song
     point_id: str
     payload: dict[str, Any]
-    cover_tensor: torch.Tensor | None = None
+    lyrics_tokens: np.ndarray | None = None  # where the cache has no vector for these lyrics
+    cover_tensor: torch.Tensor | None = None  # where the cache has no vector for this cover
     cover_problem: str | None = None
     words: SparseVector | None = None
     stored: dict[str, Any] | None = None  # the payload stored under this point id, if any
@@ -84,12 +91,14 @@ class Preparation:
     """What preparing a song needs, and the preparing. It holds no model, and pickles: a worker
     process gets its own copy (its own cover session, cache connection and BM25 model)."""
 
-    embedder: Embedder  # for its words encoder and its cache of cover vectors
+    embedder: Embedder  # for its words encoder and its cache of vectors
     fetcher: CoverFetcher
+    lyrics: TextPreparation | None  # None when no song has lyrics
     covers: CoverPreparation | None  # None when no song has a cover
 
     def prepare(self, song: Song, base_dir: Path | None, source: str, identity: Identity) -> PreparedSong:
-        """Hash a song's content and, if its cover is new, load and preprocess it."""
+        """Hash a song's content and, if its cover is new, load and preprocess it (lyrics are
+        tokenised by `prepare_all`, all of a call's at once)."""
         point_id, stored = identity
         prepared = PreparedSong(song, point_id, song_payload(song, source), stored=stored)
         if song.lyrics:
@@ -110,8 +119,15 @@ class Preparation:
         return prepared
 
     def prepare_all(self, songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> list[PreparedSong]:
-        """`prepare` for each song, in order."""
-        return [self.prepare(song, base_dir, source, identity) for song, identity in songs]
+        """`prepare` for each song, in order, and the lyrics the cache has no vector for tokenised."""
+        prepared = [self.prepare(song, base_dir, source, identity) for song, identity in songs]
+        with_lyrics = [p for p in prepared if LYRICS_HASH in p.payload]
+        if self.lyrics is not None and with_lyrics:
+            cached = self.embedder.cached(LYRICS, [p.payload[LYRICS_HASH] for p in with_lyrics])
+            new = [p for p in with_lyrics if p.payload[LYRICS_HASH] not in cached]
+            for p, tokens in zip(new, self.lyrics.passages([p.song.lyrics or "" for p in new])):
+                p.lyrics_tokens = tokens
+        return prepared
 
     def _load_cover(self, prepared: PreparedSong, base_dir: Path | None) -> None:
         song = prepared.song
@@ -145,13 +161,7 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
     order: in `processes` worker processes if any, else in `threads` threads."""
     pool: Executor
     if processes:
-        # forkserver: workers start from a clean process that has imported this module once,
-        # never from a fork of one that runs threads (the store's writer, the GPU's).
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        if method == "forkserver":
-            context.set_forkserver_preload([__name__, "torch"])
-        pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker, initargs=(preparation,))
+        pool = ProcessPoolExecutor(processes, mp_context=_context(), initializer=_start_worker, initargs=(preparation,))
         chunk = PROCESS_CHUNK
     else:
         pool = ThreadPoolExecutor(threads)
@@ -164,6 +174,23 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
             return lambda: [_received(p) for f in futures for p in f.result()]
 
         yield start
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers start from a clean process that has imported what they need once, never
+    # from a fork of one that runs threads (the store's writer, the GPU's).
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_PRELOAD)
+    return context
+
+
+def start_worker_server() -> None:
+    """Start the server that forks worker processes now, so that its imports (seconds) run beside
+    whatever comes before the first batch (reading the catalogue, loading the encoders)."""
+    if _context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
 
 
 _worker: Preparation | None = None

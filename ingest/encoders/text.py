@@ -11,7 +11,6 @@ so that long lyrics are windowed, not truncated.
 from __future__ import annotations
 
 import functools
-import itertools
 
 import json
 from dataclasses import dataclass
@@ -166,6 +165,35 @@ def pool(states: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...]) -> to
     return torch.cat(pooled, dim=-1)
 
 
+@dataclass
+class TextPreparation:
+    """Turns texts into the model's token ids: safe in worker threads, and picklable for worker
+    processes (it holds the tokenizer and no model), so that tokenising runs beside the encoder."""
+
+    tokenizer: Any
+    lowercase: bool
+    passage_prompt: str
+
+    def passages(self, texts: list[str]) -> list[np.ndarray]:
+        """`tokens` of passages (lyrics), with the model's passage prompt."""
+        return self.tokens(texts, self.passage_prompt)
+
+    def tokens(self, texts: list[str], prompt: str = "") -> list[np.ndarray]:
+        """Token ids of each prompted, cleaned text, without special tokens (one call: the tokenizer runs them in parallel)."""
+        if not texts:
+            return []
+        texts = [prompt + clean_lyrics(text) for text in texts]
+        return [np.array(ids, dtype=np.int32) for ids in self._ids(texts)]
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        texts = [text.lower() for text in texts] if self.lowercase else texts
+        return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def prompt_ids(self, prompt: str) -> np.ndarray:
+        """A prompt's own token ids."""
+        return np.array(self._ids([prompt])[0] if prompt else [], dtype=np.int32)
+
+
 class TextEncoder:
     """Embeds texts of any length: long ones are split into windows whose embeddings are averaged.
 
@@ -193,7 +221,8 @@ class TextEncoder:
         model_limit = int(getattr(self.model.config, "max_position_embeddings", 512))
         self.max_tokens = min(self.config.max_seq_length or self.tokenizer.model_max_length, model_limit)
         self.dim = int(self.model.config.hidden_size) * len(self.config.pooling)
-        self._prefix, self._suffix = self._special_tokens()
+        self._prefix, self._suffix = (np.array(ids, dtype=np.int32) for ids in self._special_tokens())
+        self.preparation = TextPreparation(self.tokenizer, self.config.lowercase, self.config.passage_prompt)
         pad = self.tokenizer.pad_token_id
         # RoBERTa-style models (MPNet) derive positions from the pad id, so padding must use it.
         self._pad_id = pad if pad is not None else (getattr(self.model.config, "pad_token_id", None) or 0)
@@ -207,16 +236,13 @@ class TextEncoder:
                 return full[:start], full[start + len(bare) :]
         raise EncoderUnavailable(f"text encoder {self.name!r}: its tokenizer's special tokens could not be found")
 
-    def _tokens(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text, without special tokens (one call: the tokenizer runs them in parallel)."""
-        texts = [text.lower() for text in texts] if self.config.lowercase else texts
-        return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-
-    def _windows(self, ids: list[int], prompt_ids: list[int]) -> list[list[int]]:
+    def _windows(self, ids: np.ndarray, prompt_ids: np.ndarray) -> list[np.ndarray]:
         """The model inputs for one prompted text's ids: the prompt and a slice of the text between special tokens."""
         # The prompt's tokens are those it shares with the joint tokenisation: a BPE tokenizer may
         # merge its trailing space into the first word, and that word then belongs to the text.
-        shared = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
+        common = min(len(prompt_ids), len(ids))
+        differ = np.flatnonzero(prompt_ids[:common] != ids[:common])
+        shared = int(differ[0]) if len(differ) else common
         head, body = ids[:shared], ids[shared:]
         room = self.max_tokens - len(self._prefix) - len(self._suffix) - len(head)
         if room < 1:
@@ -224,16 +250,16 @@ class TextEncoder:
         chunks = [body[start : start + room] for start in range(0, max(len(body), 1), room)]
         if self.long_text == "truncate":
             chunks = chunks[:1]
-        return [[*self._prefix, *head, *chunk, *self._suffix] for chunk in chunks]
+        return [np.concatenate((self._prefix, head, chunk, self._suffix)) for chunk in chunks]
 
-    def _pooled(self, windows: list[list[int]], prompt_tokens: int) -> torch.Tensor:
+    def _pooled(self, windows: list[np.ndarray], prompt_tokens: int) -> torch.Tensor:
         """Pooled, L2-normalised float32 vectors of equally prompted windows, as one batch."""
         device = self.runtime.torch_device
         lengths = np.array([len(window) for window in windows])
         # Built in one go: a tensor per window cost 40 us each, a quarter of a GPU's time per window.
         keep = np.arange(lengths.max()) < lengths[:, None]
         ids = np.full(keep.shape, self._pad_id, dtype=np.int64)
-        ids[keep] = np.fromiter(itertools.chain.from_iterable(windows), dtype=np.int64, count=int(lengths.sum()))
+        ids[keep] = np.concatenate(windows)
         input_ids = torch.from_numpy(ids).to(device)
         attention = torch.from_numpy(keep.astype(np.int64)).to(device)
         with self.runtime.autocast():
@@ -246,13 +272,14 @@ class TextEncoder:
         pooled = pool(states.float(), pooling_mask, self.config.pooling)
         return torch.nn.functional.normalize(pooled, dim=-1)
 
-    def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
-        if not texts:
+    def encode_tokens(self, tokens: list[np.ndarray], prompt: str) -> np.ndarray:
+        """Embed texts that `preparation.tokens(texts, prompt)` tokenised; one unit float32 row each."""
+        if not tokens:
             return np.zeros((0, self.dim), dtype=np.float32)
-        windows: list[list[int]] = []
+        windows: list[np.ndarray] = []
         owner: list[int] = []
-        prompt_ids = self._tokens([prompt])[0] if prompt else []
-        for index, ids in enumerate(self._tokens([prompt + clean_lyrics(text) for text in texts])):
+        prompt_ids = self.preparation.prompt_ids(prompt)
+        for index, ids in enumerate(tokens):
             for window in self._windows(ids, prompt_ids):
                 windows.append(window)
                 owner.append(index)
@@ -268,13 +295,17 @@ class TextEncoder:
                 pooled = self._pooled([windows[i] for i in batch_ids], prompt_tokens)
                 window_vectors[batch_ids] = pooled.cpu().numpy()
         weights = np.array([len(w) for w in windows], dtype=np.float32)
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        vectors = np.zeros((len(tokens), self.dim), dtype=np.float32)
         np.add.at(vectors, owner, window_vectors * weights[:, None])
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed passages (lyrics), with the model's passage prompt if it has one; one unit float32 row each."""
-        return self._encode(texts, self.config.passage_prompt)
+        return self.encode_passages(self.preparation.passages(texts))
+
+    def encode_passages(self, tokens: list[np.ndarray]) -> np.ndarray:
+        """Embed passages tokenised beforehand by `preparation.passages`."""
+        return self.encode_tokens(tokens, self.preparation.passage_prompt)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -286,4 +317,5 @@ class TextEncoder:
 
     def encode_query(self, texts: list[str]) -> np.ndarray:
         """Embed queries (a description typed on the page), with the model's query prompt if it has one."""
-        return self._encode(texts, self.config.query_prompt)
+        prompt = self.config.query_prompt
+        return self.encode_tokens(self.preparation.tokens(texts, prompt), prompt)

@@ -485,6 +485,8 @@ def test_batches_are_reported_once_stored_and_a_failed_background_write_stops_th
     settings, themed_rows, write_catalogue, monkeypatch
 ):
     """With background writers, `on_batch` still means stored, and a write's error reaches the caller."""
+    # Final centres from the first batch on (2 songs), so that the later batches are written in the background.
+    final_at_two(monkeypatch)
     catalogue = write_catalogue(themed_rows)
     songspace = open_songspace(settings)
     try:
@@ -494,7 +496,7 @@ def test_batches_are_reported_once_stored_and_a_failed_background_write_stops_th
 
         def upsert_then_fail(points):
             writes.append(len(points))
-            if len(writes) == 3:
+            if len(writes) == 4:  # the first batch, its rewrite under the learned centres, the second batch, then this
                 raise OSError("the disk is full")
             time.sleep(0.2)  # a slow store: a batch reported before its write lands would be seen
             upsert(points)
@@ -511,6 +513,41 @@ def test_batches_are_reported_once_stored_and_a_failed_background_write_stops_th
         with pytest.raises(OSError, match="the disk is full"):
             ingestor.run(catalogue, on_batch=on_batch)
         assert reported == [(2, 2), (4, 4)], "each batch is reported once it is in the store, never before"
+    finally:
+        songspace.close()
+
+
+def final_at_two(monkeypatch) -> None:
+    """Centres learned from 2 songs and final from then on (rather than from 32 and 512)."""
+    import ingest.pipeline
+    import search.index
+
+    monkeypatch.setattr(search.index, "MIN_CENTRE_SONGS", 2)
+    monkeypatch.setattr(search.index, "CENTRE_SONGS", 2)
+    monkeypatch.setattr(ingest.pipeline, "CENTRE_SONGS", 2)
+
+
+def test_no_more_songs_than_the_centres_need_are_stored_before_them(settings, themed_rows, write_catalogue, monkeypatch):
+    """Songs stored before the centres are learned are written twice (again under the centres):
+    however large the batch, that is CENTRE_SONGS songs and no more."""
+    final_at_two(monkeypatch)
+    catalogue = write_catalogue(themed_rows)
+    songspace = open_songspace(settings)
+    try:
+        index = songspace.index
+        written: list[str] = []
+        upsert = index.engine.upsert
+
+        def counting_upsert(points):
+            written.extend(p.point_id for p in points)
+            upsert(points)
+
+        monkeypatch.setattr(index.engine, "upsert", counting_upsert)
+        Ingestor(index, songspace.embedder, songspace.fetcher, batch_size=8, progress=False).run(catalogue)
+        assert len(written) == len(themed_rows) + 2 and len(set(written)) == len(themed_rows)
+        assert index.centring() == {LYRICS: {"songs": 2, "final": True}, COVER: {"songs": 2, "final": True}}
+        payloads = [payload for _, payload in index.scroll_payloads(["centring"])]
+        assert {p["centring"] for p in payloads} == {index.centring_version} and len(payloads) == len(themed_rows)
     finally:
         songspace.close()
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -34,15 +35,21 @@ def test_worker_processes_hand_back_covers_as_a_gpu_takes_them(tmp_path, write_c
     songspace = open_songspace(store_settings("edge", tmp_path))
     try:
         covers = CoverPreparation(songspace.embedder.image.transform, decodes_jpeg=True)
-        preparation = Preparation(songspace.embedder, songspace.fetcher, covers)
+        text = songspace.embedder.text
+        preparation = Preparation(songspace.embedder, songspace.fetcher, text.preparation, covers)
         songs_with_ids = [(song, (f"id-{song.row}", None)) for song in songs]
         prepared = {}
         for processes in (0, 2):
             with preparing(preparation, threads=2, processes=processes) as start:
                 prepared[processes] = start(songs_with_ids, tmp_path, "catalogue")()
+        # Tokenised in a worker process, lyrics embed as they do from their text.
+        from_tokens = text.encode_passages([p.lyrics_tokens for p in prepared[2]])
+        from_text = text.encode([song.lyrics for song in songs])
     finally:
         songspace.close()
     in_threads, in_processes = prepared[0], prepared[2]
+    assert all(a.lyrics_tokens.tolist() == b.lyrics_tokens.tolist() for a, b in zip(in_processes, in_threads))
+    assert np.allclose(from_tokens, from_text, atol=1e-6)
     assert [p.payload for p in in_processes] == [p.payload for p in in_threads]
     assert [p.cover_problem for p in in_processes] == [p.cover_problem for p in in_threads]
     assert in_processes[2].cover_problem and in_processes[2].cover_tensor is None
@@ -82,7 +89,7 @@ def test_a_killed_ingestion_leaves_no_worker_behind(tmp_path, write_catalogue):
         "def main():\n"
         f"    songspace = open_songspace(store_settings('edge', Path({str(tmp_path)!r})))\n"
         f"    songs, _ = read_catalogue(Path({str(catalogue)!r}))\n"
-        "    with preparing(Preparation(songspace.embedder, songspace.fetcher, None), 2, 2) as start:\n"
+        "    with preparing(Preparation(songspace.embedder, songspace.fetcher, None, None), 2, 2) as start:\n"
         "        start([(song, (str(song.row), None)) for song in songs], None, 'catalogue')()\n"
         "        print('prepared', flush=True)\n"
         "        time.sleep(600)\n"
