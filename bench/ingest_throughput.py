@@ -35,6 +35,7 @@ from bench.report import report
 from ingest.catalogue import Song, read_catalogue
 from ingest.context import open_songspace
 from ingest.pipeline import Ingestor
+from ingest.preparation import start_worker_server, worker_processes
 from search.settings import PROJECT_ROOT, load_settings
 
 DEFAULT = PROJECT_ROOT.parent / "shared" / "data" / "eval-dev" / "paired.csv"
@@ -112,6 +113,8 @@ def one_round(catalogue: Path, device: str, batch_size: int | None) -> dict[str,
     with tempfile.TemporaryDirectory(prefix="songspace-bench-") as folder:
         settings = replace(load_settings(), qdrant_url=None, engine="edge", qdrant_path=Path(folder) / "q",
                            cache_dir=Path(folder) / "cache", collection="bench", device=device)
+        if worker_processes(settings):
+            start_worker_server()  # as the command does, before the store opens and the encoders load
         songspace = open_songspace(settings)
         songs, _ = read_catalogue(catalogue)
         songspace.embedder.text.encode(["warm up"])

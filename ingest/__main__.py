@@ -143,6 +143,10 @@ def load(args: argparse.Namespace, settings: Settings, read: tuple[list[Song], l
     from ingest.context import open_songspace, open_unchanged
     from ingest.encoders.base import resolve_runtime
     from ingest.pipeline import CentresNotReady, Ingestor
+    from ingest.preparation import start_worker_server, worker_processes
+
+    if worker_processes(settings):
+        start_worker_server()  # its imports run while the store opens and the encoders load
 
     spotify = None
     if args.spotify:

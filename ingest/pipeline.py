@@ -21,9 +21,8 @@ from tqdm import tqdm
 from ingest.catalogue import RowProblem, Song, read_catalogue
 from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder
-from ingest.encoders.base import resolve_runtime
 from ingest.enrich import EnrichSummary, enrich
-from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing, start_worker_server
+from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing, worker_processes
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match
 from search.export import spreadsheet_text
@@ -133,17 +132,8 @@ class Ingestor:
         self.batch_size = batch_size
         # Cover downloads, decoding and hashing run in threads (they wait on the network or release the GIL).
         self.workers = workers or max(4, os.cpu_count() or 1)
-        # ... or in processes (see ingest/preparation.py): by default, one per core but two (the
-        # encoders' and the store's) when the encoders run on a GPU; none on a CPU.
-        if processes is None:
-            processes = embedder.settings.prepare_processes
-        if processes is None:
-            on_gpu = resolve_runtime(embedder.settings.device).device == "cuda"
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            processes = max(1, cores - 2) if on_gpu else 0
-        self.processes = processes
-        if processes:
-            start_worker_server()
+        # ... or in processes (see ingest/preparation.py).
+        self.processes = worker_processes(embedder.settings) if processes is None else processes
         self.progress = progress
         self.writers = index.engine.writers if writers is None else writers
 

@@ -27,8 +27,10 @@ import numpy as np
 from ingest.catalogue import Song
 from ingest.covers import CoverError, CoverFetcher
 from ingest.embedder import Embedder, bytes_hash, lyrics_hash
+from ingest.encoders.base import resolve_runtime
 from search.engines.base import SparseVector
 from search.index import COVER, LYRICS, WORDS
+from search.settings import Settings
 
 if TYPE_CHECKING:  # torch loads with the encoders: the page recommends without it
     import torch
@@ -186,9 +188,20 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def worker_processes(settings: Settings) -> int:
+    """How many processes prepare songs: PREPARE_PROCESSES, else one per core but two (the
+    encoders' and the store's) when the encoders run on a GPU, and none (threads) on a CPU."""
+    if settings.prepare_processes is not None:
+        return settings.prepare_processes
+    if resolve_runtime(settings.device).device != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 2)
+
+
 def start_worker_server() -> None:
     """Start the server that forks worker processes now, so that its imports (seconds) run beside
-    whatever comes before the first batch (reading the catalogue, loading the encoders)."""
+    whatever comes before the first batch (opening the store, loading the encoders, reading)."""
     if _context().get_start_method() == "forkserver":
         multiprocessing.forkserver.ensure_running()
 

@@ -130,9 +130,11 @@ def test_dry_run_creates_nothing(machine, themed_rows, write_catalogue, tmp_path
     assert leftovers(machine) == [] and "lyrics too short" in problems.read_text()
 
 
-def test_the_summary_is_alone_on_stdout(machine, themed_rows, write_catalogue):
-    """On a fresh machine the encoder choice tries ResNet-50's download: its notice goes to stderr."""
-    process = ingest(machine, str(write_catalogue(themed_rows)), "--no-progress")
+@pytest.mark.parametrize("processes", ["0", "2"])
+def test_the_summary_is_alone_on_stdout(machine, themed_rows, write_catalogue, processes):
+    """On a fresh machine the encoder choice tries ResNet-50's download: its notice goes to stderr.
+    Songs prepared in worker processes (their server started before the store opens) load alike."""
+    process = ingest({**machine, "PREPARE_PROCESSES": processes}, str(write_catalogue(themed_rows)), "--no-progress")
     assert process.returncode == 0, process.stderr
     assert 'Downloading: "https://download.pytorch.org' in process.stderr
     assert process.stdout.splitlines()[0] == "read 8  inserted 8  updated 0  unchanged 0  rejected 0"

@@ -16,7 +16,7 @@ from PIL import Image
 from ingest.catalogue import read_catalogue
 from ingest.context import open_songspace
 from ingest.encoders.image import CoverPreparation
-from ingest.preparation import Preparation, preparing
+from ingest.preparation import Preparation, preparing, worker_processes
 from tests.conftest import SEA_LYRICS, make_cover, store_settings
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -58,6 +58,19 @@ def test_worker_processes_hand_back_covers_as_a_gpu_takes_them(tmp_path, write_c
     assert png_pixels.dtype == torch.float32 and tuple(png_pixels.shape) == (3, 224, 224)
     assert torch.equal(png_pixels, in_threads[1].cover_tensor)
     assert in_processes[0].words == in_threads[0].words and in_processes[0].words is not None
+
+
+def test_worker_processes_are_one_per_core_but_two_beside_a_gpu_and_none_on_a_cpu(monkeypatch):
+    from ingest.encoders.base import RUNTIMES
+    from search.settings import Settings
+
+    assert worker_processes(Settings(device="cpu")) == 0
+    assert worker_processes(Settings(device="cpu", prepare_processes=3)) == 3
+    monkeypatch.setattr("ingest.preparation.resolve_runtime", lambda device: RUNTIMES["cuda"])
+    for cores, expected in ((16, 14), (3, 1), (1, 1)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, cores=cores: set(range(cores)))
+        assert worker_processes(Settings(device="auto")) == expected
+    assert worker_processes(Settings(device="auto", prepare_processes=0)) == 0
 
 
 def children(pid: int) -> set[int]:
