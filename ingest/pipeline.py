@@ -26,7 +26,7 @@ from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, P
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match
 from search.export import spreadsheet_text
-from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id
+from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, MODALITIES, SongIndex, SongPoint, normalise_text, song_point_id
 
 # Part 1 of a catalogue loaded in parts stores this many songs of the whole catalogue first and
 # learns the centres from them (a margin over CENTRE_SONGS for songs without lyrics or a cover).
@@ -350,9 +350,9 @@ class Ingestor:
         Batches are embedded in a thread of their own, so that the encoders (a GPU's, above all)
         never wait while the next batch is looked up in the store and screened; with `writers` (the
         engine's, unless given), that many embedded batches are written in background threads,
-        else each is written in line. Until the centres are final, batches are stored in step and
-        the one that completes CENTRE_SONGS is stored in two parts, so that as few songs as
-        possible are stored under provisional centres and rewritten once the centres are learned.
+        else each is written in line. A batch that may teach a centre is stored in step (see
+        `_store_while_centring`). On an error or Ctrl-C, what is queued is dropped: only the batch
+        being embedded, and its write, finish.
         """
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
         stages = summary.stages
@@ -375,44 +375,72 @@ class Ingestor:
             def write(embedding: Future[list[SongPoint]]) -> None:
                 self.index.upsert(embedding.result())
 
-            while True:
-                with _timed(stages, "wait_for_loading"):  # songs prepared in threads or processes
-                    batch = next(batches, None)
-                if batch is None:
-                    break
-                kept = self._screen(batch, problems)
-                if source != "catalogue":
-                    kept = self._keep_out_others(kept, source, problems)
-                summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
-                summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
-                if dry_run:
-                    stored(len(batch))
-                    continue
-                embedding = encoders.submit(self.embed, self._to_embed(kept, summary))
+            try:
+                while True:
+                    with _timed(stages, "wait_for_loading"):  # songs prepared in threads or processes
+                        batch = next(batches, None)
+                    if batch is None:
+                        break
+                    kept = self._screen(batch, problems)
+                    if source != "catalogue":
+                        kept = self._keep_out_others(kept, source, problems)
+                    summary.lyrics_missing += sum(LYRICS_HASH not in p.payload for p in kept)
+                    summary.cover_missing += sum(COVER_HASH not in p.payload for p in kept)
+                    if dry_run:
+                        stored(len(batch))
+                        continue
+                    to_embed = self._to_embed(kept, summary)
+                    embedding = encoders.submit(self.embed, to_embed)
+                    with _timed(stages, "wait_for_embedding_and_store"):
+                        if self._may_teach_a_centre(to_embed):
+                            wait_for_writes(0)
+                            self._store_while_centring(embedding.result())
+                            stored(len(batch))
+                        elif self.writers:
+                            writing.append((writers.submit(write, embedding), len(batch)))
+                            wait_for_writes(self.writers)
+                        else:
+                            write(embedding)
+                            stored(len(batch))
                 with _timed(stages, "wait_for_embedding_and_store"):
-                    if not self.index.centring_final:
-                        wait_for_writes(0)
-                        self._store_while_centring(embedding.result())
-                        stored(len(batch))
-                    elif self.writers:
-                        writing.append((writers.submit(write, embedding), len(batch)))
-                        wait_for_writes(self.writers)
-                    else:
-                        write(embedding)
-                        stored(len(batch))
-            with _timed(stages, "wait_for_embedding_and_store"):
-                wait_for_writes(0)
+                    wait_for_writes(0)
+            except BaseException:
+                encoders.shutdown(wait=False, cancel_futures=True)
+                writers.shutdown(wait=False, cancel_futures=True)
+                raise
         bar.close()
         if not dry_run:
             self.index.recentre()
 
+    def _may_teach_a_centre(self, batch: list[PreparedSong]) -> bool:
+        """Whether storing these songs may change a centre: some of them have a modality whose centre is not final."""
+        centring = self.index.centring()
+        return any(
+            not centring.get(modality, {}).get("final") and any(field in p.payload for p in batch)
+            for modality, field in ((LYRICS, LYRICS_HASH), (COVER, COVER_HASH))
+        )
+
     def _store_while_centring(self, points: list[SongPoint]) -> None:
-        """Store songs while the centres are learned: up to CENTRE_SONGS, then learn them, then the rest."""
-        room = max(0, CENTRE_SONGS - self.index.count())
-        self.index.upsert(points[:room])
-        if self.index.count() >= CENTRE_SONGS:
-            self.index.recentre()
-        self.index.upsert(points[room:])
+        """Store songs while the centres are learned, so that as few as possible are stored under
+        provisional centres (each is written again when they change): up to the song that brings a
+        modality whose centre is not final to CENTRE_SONGS songs, then learn the centres, and so on.
+        """
+        while points:
+            centring = self.index.centring()
+            cut, reached = len(points), False
+            for modality in MODALITIES:
+                if centring.get(modality, {}).get("final"):
+                    continue
+                having = self.index.count(Filter(must=(Match("vectors", (modality,)),)))
+                for position, point in enumerate(points[:cut]):
+                    having += modality in point.vectors
+                    if having >= CENTRE_SONGS:
+                        cut, reached = position + 1, True
+                        break
+            self.index.upsert(points[:cut])
+            if reached:
+                self.index.recentre()
+            points = points[cut:]
 
     @staticmethod
     def _keep_out_others(batch: list[PreparedSong], source: str, problems: list[RowProblem]) -> list[PreparedSong]:
@@ -515,15 +543,21 @@ class Ingestor:
 
     def embed(self, batch: list[PreparedSong]) -> list[SongPoint]:
         """Points for prepared songs, with the encoders' vector for each modality they have."""
-        # Content prepared for an encoder is new to the cache; the cache has the rest.
+        # Content prepared for an encoder is new to the cache; the cache has the rest, but for lyrics
+        # that preparation found stored unchanged and so did not tokenise (their song is embedded
+        # again for its cover) when the cache lacks them: those are tokenised here.
         lyrics = self.embedder.lyrics_vectors(
             {p.payload[LYRICS_HASH]: p.lyrics_tokens for p in batch if p.lyrics_tokens is not None}
         )
         covers = self.embedder.cover_vectors(
             {p.payload[COVER_HASH]: p.cover_tensor for p in batch if p.cover_tensor is not None}
         )
-        for modality, field, vectors in ((LYRICS, LYRICS_HASH, lyrics), (COVER, COVER_HASH, covers)):
-            vectors.update(self.embedder.cached(modality, [h for p in batch if (h := p.payload.get(field)) and h not in vectors]))
+        for modality, hash_field, vectors in ((LYRICS, LYRICS_HASH, lyrics), (COVER, COVER_HASH, covers)):
+            vectors.update(self.embedder.cached(modality, [h for p in batch if (h := p.payload.get(hash_field)) and h not in vectors]))
+        untokenised = {h: p.song.lyrics or "" for p in batch if (h := p.payload.get(LYRICS_HASH)) and h not in lyrics}
+        if untokenised:
+            tokens = self.embedder.text.preparation.passages(list(untokenised.values()))
+            lyrics.update(self.embedder.lyrics_vectors(dict(zip(untokenised, tokens))))
         points = []
         for prepared in batch:
             if prepared.words_stored:  # stored with its words, and embedded again: the words are needed now

@@ -48,7 +48,10 @@ PROCESS_CHUNK = 32
 # What a worker needs to take its Preparation (the tokenizer, torchvision's transforms) and prepare
 # with it, imported once by the server that forks the workers: each worker importing them itself
 # took 3 s here before its first song.
-WORKER_PRELOAD = [__name__, "torch", "torchvision", "transformers.tokenization_utils_fast"]
+# (The tokenizer's module is named differently in transformers 4 and 5; the server skips the other.)
+WORKER_PRELOAD = [
+    __name__, "torch", "torchvision", "transformers.tokenization_utils_fast", "transformers.tokenization_utils_tokenizers",
+]
 
 Identity = tuple[str, dict[str, Any] | None]  # a song's point id and the payload stored under it
 
@@ -121,12 +124,16 @@ class Preparation:
         return prepared
 
     def prepare_all(self, songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> list[PreparedSong]:
-        """`prepare` for each song, in order, and the lyrics the cache has no vector for tokenised."""
+        """`prepare` for each song, in order, and new lyrics tokenised (those neither stored
+        unchanged nor in the cache), all in one call."""
         prepared = [self.prepare(song, base_dir, source, identity) for song, identity in songs]
-        with_lyrics = [p for p in prepared if LYRICS_HASH in p.payload]
-        if self.lyrics is not None and with_lyrics:
-            cached = self.embedder.cached(LYRICS, [p.payload[LYRICS_HASH] for p in with_lyrics])
-            new = [p for p in with_lyrics if p.payload[LYRICS_HASH] not in cached]
+        new = [
+            p for p in prepared
+            if LYRICS_HASH in p.payload and (p.stored or {}).get(LYRICS_HASH) != p.payload[LYRICS_HASH]
+        ]
+        if self.lyrics is not None and new:
+            cached = self.embedder.cached(LYRICS, [p.payload[LYRICS_HASH] for p in new])
+            new = [p for p in new if p.payload[LYRICS_HASH] not in cached]
             for p, tokens in zip(new, self.lyrics.passages([p.song.lyrics or "" for p in new])):
                 p.lyrics_tokens = tokens
         return prepared
@@ -163,6 +170,7 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
     order: in `processes` worker processes if any, else in `threads` threads."""
     pool: Executor
     if processes:
+        start_worker_server()  # if the command has not
         pool = ProcessPoolExecutor(processes, mp_context=_context(), initializer=_start_worker, initargs=(preparation,))
         chunk = PROCESS_CHUNK
     else:
@@ -202,8 +210,18 @@ def worker_processes(settings: Settings) -> int:
 def start_worker_server() -> None:
     """Start the server that forks worker processes now, so that its imports (seconds) run beside
     whatever comes before the first batch (opening the store, loading the encoders, reading)."""
-    if _context().get_start_method() == "forkserver":
+    if _context().get_start_method() != "forkserver":
+        return
+    if threading.current_thread() is not threading.main_thread():
         multiprocessing.forkserver.ensure_running()
+        return
+    # Started with Ctrl-C ignored, which Python leaves as it is: the ingestion reports an
+    # interruption in one line, and a server still importing would print a traceback.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 _worker: Preparation | None = None
@@ -214,7 +232,8 @@ def _start_worker(preparation: Preparation) -> None:
 
     global _worker
     _worker = preparation
-    torch.set_num_threads(1)  # one process per core already
+    torch.set_num_threads(1)  # one process per core already, so the tokenizer runs on one thread too
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     # Ctrl-C is the ingestion's to report, in one line; the workers end with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_with_ingestion, daemon=True).start()

@@ -167,8 +167,9 @@ def pool(states: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...]) -> to
 
 @dataclass
 class TextPreparation:
-    """Turns texts into the model's token ids: safe in worker threads, and picklable for worker
-    processes (it holds the tokenizer and no model), so that tokenising runs beside the encoder."""
+    """Turns texts into the model's token ids: safe in worker threads (nothing here changes the
+    tokenizer's truncation or padding, so calls only read it), and picklable for worker processes
+    (it holds the tokenizer and no model), so that tokenising runs beside the encoder."""
 
     tokenizer: Any
     lowercase: bool

@@ -527,11 +527,17 @@ def final_at_two(monkeypatch) -> None:
     monkeypatch.setattr(ingest.pipeline, "CENTRE_SONGS", 2)
 
 
-def test_no_more_songs_than_the_centres_need_are_stored_before_them(settings, themed_rows, write_catalogue, monkeypatch):
-    """Songs stored before the centres are learned are written twice (again under the centres):
-    however large the batch, that is CENTRE_SONGS songs and no more."""
+@pytest.mark.parametrize(("coverless", "rewritten"), [(0, 2), (3, 2 + 5)])
+def test_no_more_songs_than_the_centres_need_are_stored_before_them(
+    settings, themed_rows, write_catalogue, monkeypatch, coverless, rewritten
+):
+    """Songs stored before a centre is learned are written again under it: however large the
+    batch, the songs stored up to the one that brings each modality to CENTRE_SONGS (here 2). With
+    covers on every song, both centres are learned from songs 1-2 (written again); with none on
+    songs 1-3, lyrics from songs 1-2 (written again), then covers from songs 4-5 (1-5 written again)."""
     final_at_two(monkeypatch)
-    catalogue = write_catalogue(themed_rows)
+    rows = [{**row, "cover_path": ""} if n < coverless else row for n, row in enumerate(themed_rows)]
+    catalogue = write_catalogue(rows)
     songspace = open_songspace(settings)
     try:
         index = songspace.index
@@ -544,7 +550,7 @@ def test_no_more_songs_than_the_centres_need_are_stored_before_them(settings, th
 
         monkeypatch.setattr(index.engine, "upsert", counting_upsert)
         Ingestor(index, songspace.embedder, songspace.fetcher, batch_size=8, progress=False).run(catalogue)
-        assert len(written) == len(themed_rows) + 2 and len(set(written)) == len(themed_rows)
+        assert len(written) == len(themed_rows) + rewritten and len(set(written)) == len(themed_rows)
         assert index.centring() == {LYRICS: {"songs": 2, "final": True}, COVER: {"songs": 2, "final": True}}
         payloads = [payload for _, payload in index.scroll_payloads(["centring"])]
         assert {p["centring"] for p in payloads} == {index.centring_version} and len(payloads) == len(themed_rows)
@@ -552,16 +558,53 @@ def test_no_more_songs_than_the_centres_need_are_stored_before_them(settings, th
         songspace.close()
 
 
-def test_a_re_run_that_changes_only_covers_keeps_each_songs_words(settings, themed_rows, write_catalogue, tmp_path):
+def test_an_interruption_drops_the_batches_queued_for_the_encoders(settings, themed_rows, write_catalogue, monkeypatch):
+    """Ctrl-C (or an error) while batches wait for the encoders: none of them starts after it."""
+    final_at_two(monkeypatch)
+    catalogue = write_catalogue(themed_rows)
+    songspace = open_songspace(settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=1, progress=False, writers=4)
+        embed, to_embed = ingestor.embed, ingestor._to_embed
+        started: list[float] = []
+        calls: list[int] = []
+        interrupted: list[float] = []
+
+        def slow_embed(batch):
+            started.append(time.monotonic())
+            time.sleep(1.0)
+            return embed(batch)
+
+        def screened(batch, summary):
+            calls.append(1)
+            # Songs 1-2 are stored in step (they teach the centres); 3 is embedded while 4 and 5 wait.
+            if len(calls) == 6:
+                interrupted.append(time.monotonic())
+                raise KeyboardInterrupt
+            return to_embed(batch, summary)
+
+        monkeypatch.setattr(ingestor, "embed", slow_embed)
+        monkeypatch.setattr(ingestor, "_to_embed", screened)
+        with pytest.raises(KeyboardInterrupt):
+            ingestor.run(catalogue)
+        assert len(interrupted) == 1 and len(started) >= 3 and all(t < interrupted[0] for t in started)
+    finally:
+        songspace.close()
+
+
+@pytest.mark.parametrize("fresh_cache", [False, True])
+def test_a_re_run_that_changes_only_covers_keeps_each_songs_words(settings, themed_rows, write_catalogue, tmp_path, fresh_cache):
     """An unchanged lyric's words are not computed again on a re-run, yet a song embedded again for
-    its new cover is stored with them, as BM25 makes them from its lyrics."""
+    its new cover is stored with them, as BM25 makes them from its lyrics, and with its lyrics
+    vector, from the cache or, when the cache lacks it (a fresh one), embedded again."""
     from ingest.encoders import words_encoder
 
     catalogue = write_catalogue(themed_rows)
-    run_ingest(settings, catalogue)
+    _, before = run_ingest(settings, catalogue)
     for i, row in enumerate(themed_rows[:3]):
         (tmp_path / str(row["cover_path"])).write_bytes(make_cover((250, 200, 10 * i), 40 + i))
-    summary, points = run_ingest(settings, catalogue)
+    again = replace(settings, cache_dir=tmp_path / "fresh-cache") if fresh_cache else settings
+    summary, points = run_ingest(again, catalogue)
     assert (summary.inserted, summary.updated, summary.unchanged) == (0, 3, len(themed_rows) - 3)
     words = words_encoder("bm25-english")
     for row in themed_rows:
@@ -569,6 +612,7 @@ def test_a_re_run_that_changes_only_covers_keeps_each_songs_words(settings, them
         stored = dict(zip(point.words.indices, point.words.values))
         assert stored == pytest.approx(dict(zip(expected.indices, expected.values)), rel=1e-6), row["title"]  # float32 in the store
         assert set(point.vectors) == {LYRICS, COVER}
+        assert np.allclose(point.vectors[LYRICS], before[str(row["title"])].vectors[LYRICS], atol=1e-5)
 
 
 def test_a_re_run_of_an_unchanged_catalogue_computes_no_words(settings, themed_rows, write_catalogue, monkeypatch):
