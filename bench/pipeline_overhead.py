@@ -2,10 +2,11 @@
 
 The encoders' forward passes are replaced by stand-ins that sleep a set time per lyrics window and
 per cover (a sleep releases the GIL, as waiting on a GPU does) and return unit vectors; everything
-around them is real: reading, preparing in worker processes (hashes, words, tokens, the GPU's JPEG
-path), the windows and padding of each lyrics batch, the embedding cache, the store's writes. So
-the pipeline's own cost shows on a machine without a GPU, as the share of the stand-ins' busy time
-in the run's time, and as the CPU time of the process that feeds the encoders. `startup_s` is the
+around them is real and set up as beside a GPU: reading, preparing in worker processes (hashes,
+words, tokens, the GPU's JPEG path), each batch embedded in a thread of its own, the windows and
+padding of each lyrics batch, the embedding cache, the store's writes. So the pipeline's own cost
+shows on a machine without a GPU, as the share of the stand-ins' busy time in the run's time, and
+as the CPU time of the process that feeds the encoders. `startup_s` is the
 time from the run's start to the first encoder call (the workers' server starts before the
 store opens, as in the command); `steady_share` leaves it out.
 
@@ -65,7 +66,7 @@ def one_run(catalogue: Path, processes: int, window_ms: float, cover_ms: float, 
             start_worker_server()  # as the command does, before the store opens and the encoders load
         songspace = open_songspace(settings)
         ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=batch_size,
-                            progress=False, processes=processes)
+                            progress=False, processes=processes, embed_aside=True)
         stand_ins = StandIns(songspace, window_ms, cover_ms)
         started, cpu = time.perf_counter(), time.process_time()
         summary = ingestor.run(catalogue)

@@ -11,16 +11,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
 from ingest.catalogue import RowProblem, Song, read_catalogue
 from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder
+from ingest.encoders.base import resolve_runtime
 from ingest.enrich import EnrichSummary, enrich
 from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing, worker_processes
 from ingest.spotify import SpotifyClient
@@ -38,6 +39,7 @@ CENTRE_SAMPLE = CENTRE_SONGS + 128
 # 0.98 to 1.13 ms at 0.1 ms (`bench.gil_handover`, 3 runs). On the CPU, ingestion kept its share
 # of the encoders' rate (91.8% against 90.6% at 5 ms, one run each).
 SWITCH_INTERVAL_S = 0.0001
+T = TypeVar("T")
 # Song fields that Spotify enrichment may fill, and the payload keys that hold them.
 ENRICHED_FIELDS = {"spotify_id": "spotify_id", "spotify_url": "spotify_url", "cover": "cover_url", "album": "album", "year": "year"}
 
@@ -125,6 +127,7 @@ class Ingestor:
         progress: bool = True,
         writers: int | None = None,
         processes: int | None = None,
+        embed_aside: bool | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -136,6 +139,11 @@ class Ingestor:
         self.processes = worker_processes(embedder.settings) if processes is None else processes
         self.progress = progress
         self.writers = index.engine.writers if writers is None else writers
+        # Batches are embedded in a thread of their own beside a GPU (None: when the encoders run
+        # on one). On a CPU the encoders use every core, so overlapping buys nothing (the pipeline
+        # keeps 98-102% of their rate either way), and Ctrl-C would wait for the batch being
+        # embedded (12 s or more): there each batch is embedded in line.
+        self.embed_aside = embed_aside
 
     def _prepared(
         self, songs: list[Song], base_dir: Path | None, source: str, look_up: bool = True
@@ -347,8 +355,8 @@ class Ingestor:
     ) -> None:
         """Prepare, embed and store songs batch by batch, each stage beside the others.
 
-        Batches are embedded in a thread of their own, so that the encoders (a GPU's, above all)
-        never wait while the next batch is looked up in the store and screened; with `writers` (the
+        With `embed_aside`, batches are embedded in a thread of their own, so that a GPU never
+        waits while the next batch is looked up in the store and screened; with `writers` (the
         engine's, unless given), that many embedded batches are written in background threads,
         else each is written in line. A batch that may teach a centre is stored in step (see
         `_store_while_centring`). On an error or Ctrl-C, what is queued is dropped: only the batch
@@ -363,7 +371,10 @@ class Ingestor:
             if on_batch is not None:
                 on_batch(count)
 
-        with ThreadPoolExecutor(1) as encoders, ThreadPoolExecutor(max(self.writers, 1)) as writers:
+        aside = self.embed_aside
+        if aside is None:
+            aside = not dry_run and resolve_runtime(self.embedder.settings.device).device == "cuda"
+        with ThreadPoolExecutor(1) if aside else _InLine() as encoders, ThreadPoolExecutor(max(self.writers, 1)) as writers:
             writing: deque[tuple[Future[None], int]] = deque()
 
             def wait_for_writes(left: int) -> None:
@@ -569,6 +580,18 @@ class Ingestor:
                 vectors[COVER] = covers[prepared.payload[COVER_HASH]]
             points.append(SongPoint(prepared.point_id, prepared.payload, vectors, prepared.words))
         return points
+
+
+class _InLine(Executor):
+    """Runs each task at once, in the thread that submits it."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # noqa: BLE001 (handed over with the future, as a thread's would be)
+            future.set_exception(error)
+        return future
 
 
 def _catalogue_key(song_id: str | None, title: str, artists: list[str]) -> str:

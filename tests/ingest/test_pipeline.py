@@ -36,10 +36,11 @@ def enriched_run(settings, catalogue: Path):
         songspace.close()
 
 
-def run_ingest(settings, catalogue: Path, **options):
+def run_ingest(settings, catalogue: Path, embed_aside: bool | None = None, **options):
     songspace = open_songspace(settings)
     try:
-        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=4, progress=False)
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=4, progress=False,
+                            embed_aside=embed_aside)
         summary = ingestor.run(catalogue, problems_path=catalogue.parent / "problems.csv", **options)
         points = {p.payload["title"]: p for p in songspace.index.get([i for i, _ in songspace.index.scroll_payloads()])}
         return summary, points
@@ -98,12 +99,13 @@ def test_ingests_good_rows_reports_bad_ones_and_loses_nothing(small_cap, messy_c
 
 
 def test_a_catalogue_prepared_in_worker_processes_is_stored_as_in_threads(small_cap, messy_catalogue, tmp_path, monkeypatch):
+    """As beside a GPU (worker processes, each batch embedded in a thread of its own) and as on a CPU."""
     monkeypatch.setattr("ingest.preparation.PROCESS_CHUNK", 3)  # several chunks a batch, put back in order
     in_threads, threads_points = run_ingest(small_cap, messy_catalogue)
     # Another store and embedding cache, so that every cover is prepared again, in the workers.
     elsewhere = replace(store_settings("edge", tmp_path / "processes"), cover_max_bytes=small_cap.cover_max_bytes,
                         prepare_processes=2)
-    in_processes, processes_points = run_ingest(elsewhere, messy_catalogue)
+    in_processes, processes_points = run_ingest(elsewhere, messy_catalogue, embed_aside=True)
     assert (in_processes.read, in_processes.inserted, in_processes.rejected, in_processes.cover_missing) == (
         in_threads.read, in_threads.inserted, in_threads.rejected, in_threads.cover_missing)
     assert [(p.row, p.outcome, p.reason) for p in in_processes.problems] == [
@@ -559,12 +561,14 @@ def test_no_more_songs_than_the_centres_need_are_stored_before_them(
 
 
 def test_an_interruption_drops_the_batches_queued_for_the_encoders(settings, themed_rows, write_catalogue, monkeypatch):
-    """Ctrl-C (or an error) while batches wait for the encoders: none of them starts after it."""
+    """Ctrl-C (or an error) while batches wait for the encoders' thread (as beside a GPU): none
+    of them starts after it."""
     final_at_two(monkeypatch)
     catalogue = write_catalogue(themed_rows)
     songspace = open_songspace(settings)
     try:
-        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=1, progress=False, writers=4)
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=1, progress=False,
+                            writers=4, embed_aside=True)
         embed, to_embed = ingestor.embed, ingestor._to_embed
         started: list[float] = []
         calls: list[int] = []
