@@ -23,7 +23,7 @@ from ingest.covers import CoverFetcher
 from ingest.embedder import Embedder
 from ingest.encoders.base import resolve_runtime
 from ingest.enrich import EnrichSummary, enrich
-from ingest.preparation import COVER_HASH, HASH_FIELDS, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing, worker_processes
+from ingest.preparation import COVER_HASH, LYRICS_HASH, Identity, Preparation, PreparedSong, preparing, stored_alike, worker_processes
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match
 from search.export import spreadsheet_text
@@ -58,7 +58,8 @@ class IngestSummary:
     model_seconds: float = 0.0
     elapsed_seconds: float = 0.0
     # Where the time went: reading and each encoder, and how long the feeding loop waited for
-    # prepared batches and for earlier batches to be embedded and stored (the stages overlap).
+    # prepared batches and for earlier batches to be stored (and, beside a GPU, embedded in their
+    # own thread; on a CPU each batch is embedded in line). The stages overlap.
     stages: dict[str, float] = field(default_factory=dict)
     sampled: int = 0  # songs of the whole catalogue part 1 stored first, to learn the centres
     problems_path: Path | None = None
@@ -359,8 +360,8 @@ class Ingestor:
         waits while the next batch is looked up in the store and screened; with `writers` (the
         engine's, unless given), that many embedded batches are written in background threads,
         else each is written in line. A batch that may teach a centre is stored in step (see
-        `_store_while_centring`). On an error or Ctrl-C, what is queued is dropped: only the batch
-        being embedded, and its write, finish.
+        `_store_while_centring`). On an error or Ctrl-C, the batches queued for the encoders'
+        thread and the writers are dropped: only those already being embedded or written finish.
         """
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
         stages = summary.stages
@@ -427,8 +428,8 @@ class Ingestor:
         """Whether storing these songs may change a centre: some of them have a modality whose centre is not final."""
         centring = self.index.centring()
         return any(
-            not centring.get(modality, {}).get("final") and any(field in p.payload for p in batch)
-            for modality, field in ((LYRICS, LYRICS_HASH), (COVER, COVER_HASH))
+            not centring.get(modality, {}).get("final") and any(hash_field in p.payload for p in batch)
+            for modality, hash_field in ((LYRICS, LYRICS_HASH), (COVER, COVER_HASH))
         )
 
     def _store_while_centring(self, points: list[SongPoint]) -> None:
@@ -546,8 +547,7 @@ class Ingestor:
                 summary.unchanged += 1
             else:
                 summary.updated += 1
-                same_content = all(old.get(f) == prepared.payload.get(f) for f in (*HASH_FIELDS, "vectors"))
-                (payload_only if same_content else to_embed).append(prepared)
+                (payload_only if stored_alike(prepared) else to_embed).append(prepared)
         for prepared in payload_only:
             self.index.overwrite_payload(prepared.point_id, prepared.payload)
         return to_embed

@@ -1,7 +1,8 @@
 """Preparing songs for the encoders, in worker threads or worker processes.
 
-Preparing a song is hashing its content, computing its words (BM25) vector and loading, checking
-and preprocessing its cover (on a GPU: proving it decodes and keeping the JPEG's bytes). On a CPU
+Preparing a song is hashing its content, computing its words (BM25) vector, tokenising its lyrics
+and loading, checking and preprocessing its cover (on a GPU: proving it decodes and keeping the
+JPEG's bytes). On a CPU
 the encoders are the bottleneck and threads suffice. Beside a GPU this work, about 0.5 ms of
 Python a song holding the GIL, ran the lyrics encoder 3.6 times slower than alone on an H200 and
 capped ingestion there; worker processes take it out of the process that feeds the GPU.
@@ -63,7 +64,7 @@ class PreparedSong:
     song: Song
     point_id: str
     payload: dict[str, Any]
-    lyrics_tokens: np.ndarray | None = None  # where the cache has no vector for these lyrics
+    lyrics_tokens: np.ndarray | None = None  # where the song is to be embedded and the cache lacks its lyrics
     cover_tensor: torch.Tensor | None = None  # where the cache has no vector for this cover
     cover_problem: str | None = None
     words: SparseVector | None = None
@@ -124,13 +125,10 @@ class Preparation:
         return prepared
 
     def prepare_all(self, songs: list[tuple[Song, Identity]], base_dir: Path | None, source: str) -> list[PreparedSong]:
-        """`prepare` for each song, in order, and new lyrics tokenised (those neither stored
-        unchanged nor in the cache), all in one call."""
+        """`prepare` for each song, in order, and the lyrics of songs to embed tokenised, all in one
+        call (not those of songs stored with the same content, nor lyrics in the cache)."""
         prepared = [self.prepare(song, base_dir, source, identity) for song, identity in songs]
-        new = [
-            p for p in prepared
-            if LYRICS_HASH in p.payload and (p.stored or {}).get(LYRICS_HASH) != p.payload[LYRICS_HASH]
-        ]
+        new = [p for p in prepared if LYRICS_HASH in p.payload and not stored_alike(p)]
         if self.lyrics is not None and new:
             cached = self.embedder.cached(LYRICS, [p.payload[LYRICS_HASH] for p in new])
             new = [p for p in new if p.payload[LYRICS_HASH] not in cached]
@@ -159,6 +157,12 @@ class Preparation:
             prepared.cover_problem = f"cover could not be used ({error.__class__.__name__}: {error})"
             return
         prepared.payload[COVER_HASH] = cover_hash
+
+
+def stored_alike(prepared: PreparedSong) -> bool:
+    """Whether the store holds this song's content as it is (it will not be embedded again)."""
+    stored = prepared.stored
+    return stored is not None and all(stored.get(f) == prepared.payload.get(f) for f in (*HASH_FIELDS, "vectors"))
 
 
 Prepare = Callable[[list[tuple[Song, Identity]], Path | None, str], Callable[[], list[PreparedSong]]]
@@ -221,7 +225,8 @@ def start_worker_server() -> None:
     try:
         multiprocessing.forkserver.ensure_running()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:  # None: a handler Python did not install, which it cannot put back
+            signal.signal(signal.SIGINT, previous)
 
 
 _worker: Preparation | None = None
@@ -232,7 +237,8 @@ def _start_worker(preparation: Preparation) -> None:
 
     global _worker
     _worker = preparation
-    torch.set_num_threads(1)  # one process per core already, so the tokenizer runs on one thread too
+    # One process per core already: torch and the tokenizer each run on one thread.
+    torch.set_num_threads(1)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     # Ctrl-C is the ingestion's to report, in one line; the workers end with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
