@@ -113,8 +113,10 @@ def one_round(catalogue: Path, device: str, batch_size: int | None) -> dict[str,
     with tempfile.TemporaryDirectory(prefix="songspace-bench-") as folder:
         settings = replace(load_settings(), qdrant_url=None, engine="edge", qdrant_path=Path(folder) / "q",
                            cache_dir=Path(folder) / "cache", collection="bench", device=device)
-        if worker_processes(settings):
+        processes = worker_processes(settings)
+        if processes:
             start_worker_server()  # as the command does, before the store opens and the encoders load
+        settings = replace(settings, store_process=processes > 0)  # as the command chooses
         songspace = open_songspace(settings)
         songs, _ = read_catalogue(catalogue)
         songspace.embedder.text.encode(["warm up"])
@@ -136,6 +138,7 @@ def one_round(catalogue: Path, device: str, batch_size: int | None) -> dict[str,
         "share_of_encoder_bound": round(pipeline / encoders["encoder_bound_songs_per_s"], 3),
         "elapsed_s": round(first.elapsed_seconds, 2),
         "prepare_processes": ingestor.processes,
+        "store_process": settings.store_process,
         # The process that feeds the encoders and the store is the one that cannot scale with cores.
         "main_process_cpu_ms_per_song": round(1000 * cpu / first.read, 3),
         "stages_s": {k: round(v, 2) for k, v in first.stages.items()},

@@ -11,7 +11,7 @@ time from the run's start to the first encoder call (the workers' server starts 
 store opens, as in the command); `steady_share` leaves it out.
 
 Run: .venv/bin/python -m bench.pipeline_overhead [--songs 3000] [--window-ms 3] [--cover-ms 2]
-     [--processes 2] [--json bench/results/pipeline_overhead.json]
+     [--processes 2 0] [--store-process both] [--json bench/results/pipeline_overhead.json]
 """
 
 from __future__ import annotations
@@ -57,11 +57,14 @@ class StandIns:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def one_run(catalogue: Path, processes: int, window_ms: float, cover_ms: float, batch_size: int) -> dict[str, Any]:
+def one_run(
+    catalogue: Path, processes: int, store_process: bool, window_ms: float, cover_ms: float, batch_size: int
+) -> dict[str, Any]:
     """The pipeline into a fresh embedded store, with the stand-ins."""
     with tempfile.TemporaryDirectory(prefix="songspace-bench-") as folder:
         settings = replace(load_settings(), qdrant_url=None, engine="edge", qdrant_path=Path(folder) / "q",
-                           cache_dir=Path(folder) / "cache", collection="bench", device="cpu")
+                           cache_dir=Path(folder) / "cache", collection="bench", device="cpu",
+                           store_process=store_process)
         if processes:
             start_worker_server()  # as the command does, before the store opens and the encoders load
         songspace = open_songspace(settings)
@@ -75,6 +78,7 @@ def one_run(catalogue: Path, processes: int, window_ms: float, cover_ms: float, 
     startup = (stand_ins.first_call or started) - started
     return {
         "prepare_processes": processes,
+        "store_process": store_process,
         "songs_per_s": round(summary.read / summary.elapsed_seconds, 1),
         "stand_in_bound_songs_per_s": round(summary.read / stand_ins.busy_s, 1),
         "share": round(stand_ins.busy_s / summary.elapsed_seconds, 3),
@@ -93,6 +97,8 @@ def main() -> None:
     parser.add_argument("--window-ms", type=float, default=3.0, help="the lyrics stand-in's time per window")
     parser.add_argument("--cover-ms", type=float, default=2.0, help="the cover stand-in's time per cover")
     parser.add_argument("--processes", type=int, nargs="+", default=[2], help="preparing processes (0: threads)")
+    parser.add_argument("--store-process", choices=["no", "yes", "both"], default="no",
+                        help="the store in a process of its own (yes), in this one (no), or each in turn")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -102,8 +108,9 @@ def main() -> None:
         runs = []
         for _ in range(args.repeats):
             for processes in args.processes:
-                runs.append(one_run(catalogue, processes, args.window_ms, args.cover_ms, args.batch_size))
-                print(runs[-1], flush=True)
+                for store_process in {"no": [False], "yes": [True], "both": [False, True]}[args.store_process]:
+                    runs.append(one_run(catalogue, processes, store_process, args.window_ms, args.cover_ms, args.batch_size))
+                    print(runs[-1], flush=True)
         songs = len(read_catalogue(catalogue)[0])
     report({"machine": device_name("cpu"), "songs": songs, "window_ms": args.window_ms, "cover_ms": args.cover_ms,
             "batch_size": args.batch_size, "runs": runs}, args.json)

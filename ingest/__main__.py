@@ -145,8 +145,12 @@ def load(args: argparse.Namespace, settings: Settings, read: tuple[list[Song], l
     from ingest.pipeline import CentresNotReady, Ingestor
     from ingest.preparation import start_worker_server, worker_processes
 
-    if worker_processes(settings):
+    processes = worker_processes(settings)
+    if processes:
         start_worker_server()  # its imports run while the store opens and the encoders load
+    if settings.store_process is None:
+        # Beside a GPU, the store's writes leave the process that feeds the encoders too.
+        settings = replace(settings, store_process=processes > 0)
 
     spotify = None
     if args.spotify:

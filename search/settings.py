@@ -57,7 +57,10 @@ class Settings:
     words_weight: float = DEFAULT_WORDS_WEIGHT
     resnet50_weights: Path | None = None
     device: str = "auto"
-    prepare_processes: int | None = None  # None: chosen by the device (see ingest/pipeline.py)
+    prepare_processes: int | None = None  # None: chosen by the device (see ingest/preparation.py)
+    # Whether the embedded engine runs in a process of its own (None: the ingestion command runs it
+    # so when it prepares songs in worker processes, beside a GPU; see search/engines/process.py).
+    store_process: bool | None = None
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"
     spotify_client_id: str | None = None
     spotify_client_secret: str | None = field(default=None, repr=False)
@@ -153,6 +156,14 @@ class _Reader:
         return tuple(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
 
 
+def _auto_flag(raw: str) -> bool | None:
+    if raw.lower() == "auto":
+        return None
+    if raw.lower() not in _FLAG_WORDS:
+        raise ValueError
+    return _FLAG_WORDS[raw.lower()]
+
+
 def _processes(raw: str) -> int | None:
     if raw.lower() == "auto":
         return None
@@ -196,6 +207,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         prepare_processes=read.parsed(
             "PREPARE_PROCESSES", defaults.prepare_processes, _processes, "auto or a whole number of at least 0"
         ),
+        store_process=read.parsed("STORE_PROCESS", defaults.store_process, _auto_flag, "auto, true or false"),
         cache_dir=read.path("SONGSPACE_CACHE_DIR", defaults.cache_dir),
         spotify_client_id=read.text("SPOTIPY_CLIENT_ID"),
         spotify_client_secret=read.text("SPOTIPY_CLIENT_SECRET"),

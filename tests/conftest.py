@@ -19,9 +19,10 @@ from PIL import Image, ImageDraw
 from search.settings import Settings
 
 # The general fixture runs on the default embedded engine, and on a server when QDRANT_URL is set;
-# the index and search tests (the congruence suite) run on every engine.
+# the index and search tests (the congruence suite) run on every engine, Edge in a process of its
+# own included.
 STORES = ["edge", "server"]
-ENGINES = ["edge", "local", "server"]
+ENGINES = ["edge", "edge-process", "local", "server"]
 
 # Short lyrics in two themes, so that likeness can be asserted without copyrighted text.
 SEA_LYRICS = [
@@ -98,8 +99,8 @@ def cover_server() -> Iterator[CoverServer]:
 
 
 def store_settings(store: str, folder: Path) -> Settings:
-    """Settings for a fresh collection: on an embedded engine ("edge", "local") under `folder`, or
-    on the server at QDRANT_URL ("server")."""
+    """Settings for a fresh collection: on an embedded engine ("edge", "local", or "edge-process",
+    Edge in a process of its own) under `folder`, or on the server at QDRANT_URL ("server")."""
     if store == "server" and not os.environ.get("QDRANT_URL"):
         pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
     settings = Settings(
@@ -109,6 +110,7 @@ def store_settings(store: str, folder: Path) -> Settings:
         collection=f"test_{uuid.uuid4().hex[:12]}",
         cover_allowed_hosts=("127.0.0.1",),
         http_timeout_s=2.0,
+        store_process=store == "edge-process",
     )
     if store == "server":
         settings = replace(settings, qdrant_url=os.environ["QDRANT_URL"], qdrant_api_key=os.environ.get("QDRANT_API_KEY"))

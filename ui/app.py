@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import streamlit as st
@@ -331,7 +332,9 @@ def main() -> None:
     st.set_page_config(page_title="Songspace", page_icon="🎧", layout="wide")
     st.markdown(STYLE, unsafe_allow_html=True)
     st.markdown(header_html(), unsafe_allow_html=True)
-    settings = load_settings()
+    # The page holds the store itself: a process of its own would run this script again (Streamlit
+    # makes it the process's __main__, which a new process imports).
+    settings = replace(load_settings(), store_process=False)
     finish_spotify_login(settings)
     songspace = open_or_stop(settings)
     titles = titles_for(settings)

@@ -3,9 +3,14 @@
 - `edge` (default embedded engine): Qdrant Edge, the server's engine in-process (search/engines/edge.py).
 - `local`: qdrant-client's pure-Python local mode (search/engines/client.py).
 - a Qdrant server or cluster when QDRANT_URL is set (search/engines/client.py).
+
+With STORE_PROCESS, an embedded engine runs in a process of its own (search/engines/process.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
 
 from search.engines.base import Engine, StoreUnavailable
 from search.settings import Settings
@@ -16,7 +21,15 @@ __all__ = ["Engine", "StoreUnavailable", "open_engine"]
 def open_engine(settings: Settings, collection: str | None = None) -> Engine:
     """Open the store the settings name, for one collection (default: QDRANT_COLLECTION)."""
     name = collection or settings.collection
-    if settings.qdrant_url or settings.engine == "local":
+    if settings.qdrant_url:
+        from search.engines.client import ClientEngine
+
+        return ClientEngine(settings, name)
+    if settings.store_process:
+        from search.engines.process import ProcessEngine
+
+        return ProcessEngine(partial(open_engine, replace(settings, store_process=False), name))
+    if settings.engine == "local":
         from search.engines.client import ClientEngine
 
         return ClientEngine(settings, name)

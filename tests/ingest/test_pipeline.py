@@ -99,12 +99,13 @@ def test_ingests_good_rows_reports_bad_ones_and_loses_nothing(small_cap, messy_c
 
 
 def test_a_catalogue_prepared_in_worker_processes_is_stored_as_in_threads(small_cap, messy_catalogue, tmp_path, monkeypatch):
-    """As beside a GPU (worker processes, each batch embedded in a thread of its own) and as on a CPU."""
+    """As beside a GPU (worker processes, each batch embedded in a thread of its own, the store in a
+    process of its own) and as on a CPU."""
     monkeypatch.setattr("ingest.preparation.PROCESS_CHUNK", 3)  # several chunks a batch, put back in order
     in_threads, threads_points = run_ingest(small_cap, messy_catalogue)
     # Another store and embedding cache, so that every cover is prepared again, in the workers.
     elsewhere = replace(store_settings("edge", tmp_path / "processes"), cover_max_bytes=small_cap.cover_max_bytes,
-                        prepare_processes=2)
+                        prepare_processes=2, store_process=True)
     in_processes, processes_points = run_ingest(elsewhere, messy_catalogue, embed_aside=True)
     assert (in_processes.read, in_processes.inserted, in_processes.rejected, in_processes.cover_missing) == (
         in_threads.read, in_threads.inserted, in_threads.rejected, in_threads.cover_missing)

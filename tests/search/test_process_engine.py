@@ -1,0 +1,120 @@
+"""An embedded engine in a process of its own: its lock, errors and lifetime follow its owner's
+(what it answers is tested with every engine by the index and search tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.engines import StoreUnavailable, open_engine
+from search.engines.base import DenseSpec, Schema, StoredPoint
+from search.engines.process import ProcessEngine
+from tests.conftest import store_settings
+
+PROJECT = Path(__file__).resolve().parents[2]
+SCHEMA = Schema(dense=(DenseSpec("v", 4, "cosine"),), sparse=(), indexed={"tag": "keyword"}, searched="v")
+
+
+def points(start: int, count: int) -> list[StoredPoint]:
+    rng = np.random.default_rng(start)
+    return [StoredPoint(str(i), {"tag": f"t{i % 3}"}, {"v": rng.normal(size=4).astype(np.float32)}) for i in range(start, start + count)]
+
+
+def test_the_store_is_locked_while_its_process_holds_it_and_free_after(tmp_path):
+    settings = store_settings("edge-process", tmp_path)
+    engine = open_engine(settings)
+    assert isinstance(engine, ProcessEngine)
+    try:
+        engine.create(SCHEMA, {"made": "here"})
+        engine.upsert(points(0, 10))
+        with pytest.raises(StoreUnavailable, match="open in another process"):
+            open_engine(replace(settings, store_process=False))
+        with pytest.raises(StoreUnavailable, match="open in another process"):
+            open_engine(settings)  # nor by a second process of its own
+    finally:
+        engine.close()
+    plain = open_engine(replace(settings, store_process=False))
+    try:
+        assert plain.count() == 10 and plain.metadata()["made"] == "here"
+    finally:
+        plain.close()
+
+
+def test_errors_come_back_as_the_engine_raised_them(tmp_path):
+    engine = open_engine(store_settings("edge-process", tmp_path))
+    try:
+        with pytest.raises(RuntimeError, match="no shard yet"):
+            engine.count()  # the collection was never created
+        engine.create(SCHEMA, {})
+        assert engine.count() == 0  # and the process goes on answering
+    finally:
+        engine.close()
+
+
+def test_threads_write_and_read_at_once(tmp_path):
+    engine = open_engine(store_settings("edge-process", tmp_path))
+    try:
+        engine.create(SCHEMA, {})
+        counts: list[int] = []
+
+        def write(start: int) -> None:
+            for batch in range(5):
+                engine.upsert(points(start + 20 * batch, 20))
+
+        def read() -> None:
+            for _ in range(20):
+                counts.append(engine.count())
+
+        threads = [threading.Thread(target=write, args=(start,)) for start in (0, 1000)] + [threading.Thread(target=read)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert engine.count() == 200 and counts == sorted(counts) and counts[-1] <= 200
+        assert {hit.point_id for hit in engine.retrieve(["5", "1099"], True, False)} == {"5", "1099"}
+    finally:
+        engine.close()
+
+
+def test_the_store_outlives_no_killed_owner(tmp_path):
+    """Its process exits with its owner, killed or not, and the next one may open the store."""
+    settings = store_settings("edge-process", tmp_path)
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from search.engines import open_engine\n"
+        "from tests.conftest import store_settings\n"
+        "from tests.search.test_process_engine import SCHEMA\n"
+        "from dataclasses import replace\n"
+        f"settings = replace(store_settings('edge-process', Path({str(tmp_path)!r})), collection={settings.collection!r})\n"
+        "engine = open_engine(settings)\n"
+        "engine.create(SCHEMA, {})\n"
+        "print('open', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "open"
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            engine = open_engine(replace(settings, store_process=False))
+            break
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        assert engine.exists()
+    finally:
+        engine.close()
