@@ -116,7 +116,8 @@ def one_round(catalogue: Path, device: str, batch_size: int | None) -> dict[str,
         processes = worker_processes(settings)
         if processes:
             start_worker_server()  # as the command does, before the store opens and the encoders load
-        settings = replace(settings, store_process=processes > 0)  # as the command chooses
+        if settings.store_process is None:  # as the command chooses
+            settings = replace(settings, store_process=processes > 0)
         songspace = open_songspace(settings)
         songs, _ = read_catalogue(catalogue)
         songspace.embedder.text.encode(["warm up"])

@@ -30,6 +30,7 @@ from ingest.covers import CoverError, CoverFetcher
 from ingest.embedder import Embedder, bytes_hash, lyrics_hash
 from ingest.encoders.base import resolve_runtime
 from search.engines.base import SparseVector
+from search.engines.process import ignoring_ctrl_c
 from search.index import COVER, LYRICS, WORDS
 from search.settings import Settings
 
@@ -214,19 +215,9 @@ def worker_processes(settings: Settings) -> int:
 def start_worker_server() -> None:
     """Start the server that forks worker processes now, so that its imports (seconds) run beside
     whatever comes before the first batch (opening the store, loading the encoders, reading)."""
-    if _context().get_start_method() != "forkserver":
-        return
-    if threading.current_thread() is not threading.main_thread():
-        multiprocessing.forkserver.ensure_running()
-        return
-    # Started with Ctrl-C ignored, which Python leaves as it is: the ingestion reports an
-    # interruption in one line, and a server still importing would print a traceback.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        if previous is not None:  # None: a handler Python did not install, which it cannot put back
-            signal.signal(signal.SIGINT, previous)
+    if _context().get_start_method() == "forkserver":
+        with ignoring_ctrl_c():
+            multiprocessing.forkserver.ensure_running()
 
 
 _worker: Preparation | None = None

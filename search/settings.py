@@ -140,12 +140,7 @@ class _Reader:
         return self.parsed(name, default, parse, "one of " + ", ".join(choices))
 
     def flag(self, name: str, default: bool) -> bool:
-        def parse(raw: str) -> bool:
-            if raw.lower() not in _FLAG_WORDS:
-                raise ValueError
-            return _FLAG_WORDS[raw.lower()]
-
-        return self.parsed(name, default, parse, "true or false")
+        return self.parsed(name, default, _flag, "true or false")
 
     def path(self, name: str, default: Path) -> Path:
         raw = self.text(name)
@@ -156,12 +151,14 @@ class _Reader:
         return tuple(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
 
 
-def _auto_flag(raw: str) -> bool | None:
-    if raw.lower() == "auto":
-        return None
+def _flag(raw: str) -> bool:
     if raw.lower() not in _FLAG_WORDS:
         raise ValueError
     return _FLAG_WORDS[raw.lower()]
+
+
+def _auto_flag(raw: str) -> bool | None:
+    return None if raw.lower() == "auto" else _flag(raw)
 
 
 def _processes(raw: str) -> int | None:

@@ -4,11 +4,12 @@
 - `local`: qdrant-client's pure-Python local mode (search/engines/client.py).
 - a Qdrant server or cluster when QDRANT_URL is set (search/engines/client.py).
 
-With STORE_PROCESS, an embedded engine runs in a process of its own (search/engines/process.py).
+With STORE_PROCESS, on Linux, an embedded engine runs in a process of its own (search/engines/process.py).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from functools import partial
 
@@ -25,7 +26,7 @@ def open_engine(settings: Settings, collection: str | None = None) -> Engine:
         from search.engines.client import ClientEngine
 
         return ClientEngine(settings, name)
-    if settings.store_process:
+    if settings.store_process and sys.platform == "linux":  # its socket's address is Linux's abstract kind
         from search.engines.process import ProcessEngine
 
         return ProcessEngine(partial(open_engine, replace(settings, store_process=False), name))

@@ -1,12 +1,12 @@
 """An engine run in a process of its own, behind the same interface.
 
 Beside a GPU, the process that feeds the encoders is bound by its GIL, and writing to the embedded
-engine costs it about 0.3 ms a song (building each point's vectors and payload for Qdrant Edge,
-and Edge's update). Here that runs in another process: the caller pickles each call's arguments
-and waits on a socket with the GIL free. Each calling thread has a connection of its own, served
-by a thread of its own in the engine's process, so a lookup never waits behind another thread's
-write, as with the engine in-process. The engine's process ignores Ctrl-C (its owner reports it)
-and exits with its owner, even if that is killed.
+engine cost it about 0.3 ms a song (building each point's vectors and payload for Qdrant Edge, and
+Edge's update). Here that runs in another process: the caller pickles each call's arguments and
+waits on a socket with the GIL free. Each calling thread has a connection of its own, served by a
+thread of its own in the engine's process, so calls from several threads run at once, as with the
+engine in-process. The engine's process ignores Ctrl-C (its owner reports it) and exits with its
+owner, even if that is killed; if it ends first, the owner's next call raises StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -14,56 +14,106 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import secrets
 import signal
-import tempfile
 import threading
-from collections.abc import Callable
-from pathlib import Path
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from search.engines.base import Engine, Filter, Hit, Schema, StoredPoint, Vector, WithPayload, WithVectors
+from search.engines.base import Engine, Filter, Hit, Schema, StoredPoint, StoreUnavailable, Vector, WithPayload, WithVectors
+
+Connection = multiprocessing.connection.Connection
+
+
+@contextmanager
+def ignoring_ctrl_c() -> Iterator[None]:
+    """Ctrl-C ignored while a helper process starts, which it inherits (Python leaves an ignored
+    SIGINT as it is): its owner reports an interruption in one line, and a helper still importing
+    would print a traceback. Only the main thread can change it; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler Python did not install, which it cannot put back
+            signal.signal(signal.SIGINT, previous)
 
 
 class ProcessEngine(Engine):
-    """The engine `open_engine()` opens, in a process of its own (`spawn`: it imports only the engine)."""
+    """The engine `open_engine()` opens, in a `spawn` process (Linux: its socket's address is
+    abstract, so there is no file to leave behind)."""
 
     def __init__(self, open_engine: Callable[[], Engine]) -> None:
         context = multiprocessing.get_context("spawn")
-        self._folder = tempfile.mkdtemp(prefix="songspace-store-")
-        self._address = str(Path(self._folder) / "engine")
+        self._address = f"\0songspace-store-{secrets.token_hex(16)}"
         self._key = secrets.token_bytes(32)
         ready, child_end = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_serve, args=(open_engine, self._address, self._key, child_end), name="songspace-store", daemon=True
         )
-        self._process.start()
+        with ignoring_ctrl_c():
+            self._process.start()
         child_end.close()
         try:
             status, value = ready.recv()
         except EOFError:
-            raise RuntimeError("the store's process ended while opening the store") from None
+            self._process.join()
+            raise StoreUnavailable(f"the store's process ended while opening the store (exit code {self._process.exitcode})") from None
         finally:
             ready.close()
         if status == "error":
+            self._process.join()
             raise value
         self.label, self.writers = value
         self._local = threading.local()
-        self._connections: list[multiprocessing.connection.Connection] = []
+        self._connections: set[Connection] = set()
         self._lock = threading.Lock()
+        self._closed = False
 
     def _call(self, name: str, *args: Any) -> Any:
+        if self._closed:
+            raise StoreUnavailable("the store was closed")
+        return self._request(name, args)
+
+    def _request(self, name: str, args: tuple[Any, ...]) -> Any:
         connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = multiprocessing.connection.Client(self._address, "AF_UNIX", authkey=self._key)
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        connection.send((name, args))
-        status, value = connection.recv()
+        try:
+            if connection is None:
+                connection = multiprocessing.connection.Client(self._address, "AF_UNIX", authkey=self._key)
+                self._local.connection = connection
+                with self._lock:
+                    self._connections.add(connection)
+            connection.send((name, args))
+            status, value = connection.recv()
+        except BaseException as error:
+            # Interrupted or cut off, the connection may be out of step with its answers: a new one
+            # serves this thread's next call.
+            self._forget(connection)
+            if isinstance(error, (EOFError, OSError)):
+                raise StoreUnavailable(
+                    f"the store's process ended ({self._ending()}); what was stored stays, run the command again"
+                ) from None
+            raise
         if status == "error":
             raise value
         return value
+
+    def _forget(self, connection: Connection | None) -> None:
+        self._local.connection = None
+        if connection is not None:
+            with self._lock:
+                self._connections.discard(connection)
+            connection.close()
+
+    def _ending(self) -> str:
+        self._process.join(timeout=1)
+        code = self._process.exitcode
+        return "it is still running" if code is None else f"exit code {code}"
 
     def exists(self) -> bool:
         return self._call("exists")
@@ -121,30 +171,35 @@ class ProcessEngine(Engine):
         return self._call("optimize")
 
     def close(self) -> None:
-        if not self._process.is_alive():
-            return
+        """Close the engine in its process (which then exits), once; a call after it is refused."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         try:
-            self._call("close")
+            if self._process.is_alive():
+                self._request("close", ())
+        except StoreUnavailable:
+            pass  # it ended on its own: nothing is left to close
         finally:
             with self._lock:
-                for connection in self._connections:
-                    connection.close()
-                self._connections.clear()
-            self._process.join(timeout=30)
-            Path(self._address).unlink(missing_ok=True)
-            os.rmdir(self._folder)
+                connections, self._connections = self._connections, set()
+            for connection in connections:
+                connection.close()
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
 
 
-def _serve(
-    open_engine: Callable[[], Engine], address: str, key: bytes, ready: multiprocessing.connection.Connection
-) -> None:
+def _serve(open_engine: Callable[[], Engine], address: str, key: bytes, ready: Connection) -> None:
     """The engine's process: open the engine, then answer each connection in a thread of its own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         engine = open_engine()
         listener = multiprocessing.connection.Listener(address, "AF_UNIX", authkey=key)
     except Exception as error:  # noqa: BLE001 (handed to the owner, who raises it)
-        ready.send(("error", error))
+        ready.send(("error", _sendable(error)))
         return
     ready.send(("ok", (engine.label, engine.writers)))
     ready.close()
@@ -152,28 +207,44 @@ def _serve(
     if owner is not None:
         threading.Thread(target=_end_with, args=(owner.sentinel,), daemon=True).start()
     while True:
-        connection = listener.accept()
-        threading.Thread(target=_answer, args=(engine, connection, listener), daemon=True).start()
+        try:
+            connection = listener.accept()
+        except (OSError, EOFError, multiprocessing.AuthenticationError):
+            continue  # a client that went away while connecting
+        threading.Thread(target=_answer, args=(engine, connection), daemon=True).start()
 
 
-def _answer(engine: Engine, connection: multiprocessing.connection.Connection, listener: Any) -> None:
+def _answer(engine: Engine, connection: Connection) -> None:
+    """Answer one owner thread's calls, in order, until it closes its connection or closes the engine."""
     while True:
         try:
             name, args = connection.recv()
-        except EOFError:  # that thread's connection was closed
+        except BaseException:  # noqa: BLE001 (closed, or cut off mid-message: that caller has gone)
             return
         try:
-            result = getattr(engine, name)(*args)
-        except Exception as error:  # noqa: BLE001 (raised again in the caller)
+            answer: tuple[str, Any] = ("ok", getattr(engine, name)(*args))
+        except BaseException as error:  # noqa: BLE001 (Edge's panics are BaseExceptions too)
+            error.add_note("in the store's process:\n" + traceback.format_exc())
+            answer = ("error", _sendable(error))
+        try:
+            connection.send(answer)
+        except BaseException:  # noqa: BLE001
             try:
-                connection.send(("error", error))
-            except Exception:  # noqa: BLE001 (an error that does not pickle is sent as its text)
-                connection.send(("error", RuntimeError(f"{error.__class__.__name__}: {error}")))
-            continue
-        connection.send(("ok", result))
-        if name == "close":
-            listener.close()
-            os._exit(0)
+                connection.send(("error", _sendable(RuntimeError(f"the store's answer to {name} could not be sent"))))
+            except BaseException:  # noqa: BLE001 (the caller has gone)
+                return
+        finally:
+            if name == "close":
+                os._exit(0)
+
+
+def _sendable(error: BaseException) -> BaseException:
+    """The error itself if it crosses a process boundary intact, else its text in a RuntimeError."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{error.__class__.__name__}: {error}")
 
 
 def _end_with(sentinel: int) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from search.engines import StoreUnavailable, open_engine
-from search.engines.base import DenseSpec, Schema, StoredPoint
+from search.engines.base import DenseSpec, Filter, Match, Schema, StoredPoint
 from search.engines.process import ProcessEngine
 from tests.conftest import store_settings
 
@@ -50,15 +52,32 @@ def test_the_store_is_locked_while_its_process_holds_it_and_free_after(tmp_path)
 def test_errors_come_back_as_the_engine_raised_them(tmp_path):
     engine = open_engine(store_settings("edge-process", tmp_path))
     try:
-        with pytest.raises(RuntimeError, match="no shard yet"):
+        with pytest.raises(RuntimeError, match="no shard yet") as raised:
             engine.count()  # the collection was never created
+        assert type(raised.value) is RuntimeError and "in the store's process" in "".join(raised.value.__notes__)
         engine.create(SCHEMA, {})
         assert engine.count() == 0  # and the process goes on answering
     finally:
         engine.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        engine.count()
+    engine.close()  # twice is harmless
+
+
+def test_a_store_whose_process_died_says_so(tmp_path):
+    engine = open_engine(store_settings("edge-process", tmp_path))
+    engine.create(SCHEMA, {})
+    engine._process.kill()
+    engine._process.join()
+    with pytest.raises(StoreUnavailable, match="the store's process ended .exit code -9."):
+        engine.upsert(points(0, 3))
+    with pytest.raises(StoreUnavailable, match="the store's process ended"):
+        engine.count()  # each call says so, from a new connection
+    engine.close()
 
 
 def test_threads_write_and_read_at_once(tmp_path):
+    """Writer threads and a reader share the store as they would in-process: every write lands."""
     engine = open_engine(store_settings("edge-process", tmp_path))
     try:
         engine.create(SCHEMA, {})
@@ -70,14 +89,16 @@ def test_threads_write_and_read_at_once(tmp_path):
 
         def read() -> None:
             for _ in range(20):
-                counts.append(engine.count())
+                counts.append(engine.count(Filter(must=(Match("tag", ("t1",)),))))
 
         threads = [threading.Thread(target=write, args=(start,)) for start in (0, 1000)] + [threading.Thread(target=read)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert engine.count() == 200 and counts == sorted(counts) and counts[-1] <= 200
+        assert engine.count() == 200 and len(counts) == 20
+        expected = sum(int(i) % 3 == 1 for start in (0, 1000) for i in range(start, start + 100))
+        assert engine.count(Filter(must=(Match("tag", ("t1",)),))) == expected
         assert {hit.point_id for hit in engine.retrieve(["5", "1099"], True, False)} == {"5", "1099"}
     finally:
         engine.close()
@@ -96,12 +117,12 @@ def test_the_store_outlives_no_killed_owner(tmp_path):
         f"settings = replace(store_settings('edge-process', Path({str(tmp_path)!r})), collection={settings.collection!r})\n"
         "engine = open_engine(settings)\n"
         "engine.create(SCHEMA, {})\n"
-        "print('open', flush=True)\n"
+        "print(engine._process.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
     owner = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT, stdout=subprocess.PIPE, text=True)
     try:
-        assert owner.stdout.readline().strip() == "open"
+        store_pid = int(owner.stdout.readline())
     finally:
         owner.kill()
         owner.wait()
@@ -112,6 +133,7 @@ def test_the_store_outlives_no_killed_owner(tmp_path):
             break
         except StoreUnavailable:
             if time.monotonic() > deadline:
+                os.kill(store_pid, signal.SIGKILL)  # not left behind by a failing test
                 raise
             time.sleep(0.2)
     try:
