@@ -142,9 +142,14 @@ class Embedder:
             found.update(fresh)
         return found
 
-    def lyrics_vectors(self, tokens_by_hash: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One vector per lyrics hash, from the cache or the text encoder (inputs tokenised)."""
-        return self._vectors(LYRICS, tokens_by_hash, self.text.encode_passages)
+    def lyrics_vectors(self, lyrics_by_hash: dict[str, np.ndarray | str]) -> dict[str, np.ndarray]:
+        """One vector per lyrics hash, from the cache or the text encoder: each lyric given as its
+        tokens (`TextPreparation.passages`) or as its text, then tokenised only if the cache lacks it."""
+        return self._vectors(LYRICS, lyrics_by_hash, self._encode_lyrics)
+
+    def _encode_lyrics(self, lyrics: list[np.ndarray | str]) -> np.ndarray:
+        passages = self.text.preparation.passages
+        return self.text.encode_passages([text if isinstance(text, np.ndarray) else passages([text])[0] for text in lyrics])
 
     def cover_vectors(self, tensors_by_hash: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """One vector per cover hash, from the cache or the image encoder (inputs preprocessed)."""

@@ -27,7 +27,7 @@ from ingest.preparation import COVER_HASH, LYRICS_HASH, Identity, Preparation, P
 from ingest.spotify import SpotifyClient
 from search.engines.base import Filter, Match
 from search.export import spreadsheet_text
-from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, MODALITIES, SongIndex, SongPoint, normalise_text, song_point_id
+from search.index import CENTRE_SONGS, COVER, DERIVED_FIELDS, LYRICS, SongIndex, SongPoint, normalise_text, song_point_id
 
 # Part 1 of a catalogue loaded in parts stores this many songs of the whole catalogue first and
 # learns the centres from them (a margin over CENTRE_SONGS for songs without lyrics or a cover).
@@ -426,11 +426,8 @@ class Ingestor:
 
     def _may_teach_a_centre(self, batch: list[PreparedSong]) -> bool:
         """Whether storing these songs may change a centre: some of them have a modality whose centre is not final."""
-        centring = self.index.centring()
-        return any(
-            not centring.get(modality, {}).get("final") and any(hash_field in p.payload for p in batch)
-            for modality, hash_field in ((LYRICS, LYRICS_HASH), (COVER, COVER_HASH))
-        )
+        provisional = self.index.provisional()
+        return any(modality in provisional for p in batch for modality in p.payload["vectors"])
 
     def _store_while_centring(self, points: list[SongPoint]) -> None:
         """Store songs while the centres are learned, so that as few as possible are stored under
@@ -438,11 +435,8 @@ class Ingestor:
         modality whose centre is not final to CENTRE_SONGS songs, then learn the centres, and so on.
         """
         while points:
-            centring = self.index.centring()
             cut, reached = len(points), False
-            for modality in MODALITIES:
-                if centring.get(modality, {}).get("final"):
-                    continue
+            for modality in self.index.provisional():
                 having = self.index.count(Filter(must=(Match("vectors", (modality,)),)))
                 for position, point in enumerate(points[:cut]):
                     having += modality in point.vectors
@@ -554,21 +548,21 @@ class Ingestor:
 
     def embed(self, batch: list[PreparedSong]) -> list[SongPoint]:
         """Points for prepared songs, with the encoders' vector for each modality they have."""
-        # Content prepared for an encoder is new to the cache; the cache has the rest, but for lyrics
-        # that preparation found stored unchanged and so did not tokenise (their song is embedded
-        # again for its cover) when the cache lacks them: those are tokenised here.
-        lyrics = self.embedder.lyrics_vectors(
-            {p.payload[LYRICS_HASH]: p.lyrics_tokens for p in batch if p.lyrics_tokens is not None}
-        )
+        # Lyrics come as the tokens prepared for them, else (stored unchanged, or in the cache when
+        # prepared) as their text, tokenised only if the cache lacks them now; covers the cache
+        # lacked when prepared come as the encoder's input, the others from the cache.
+        lyrics = self.embedder.lyrics_vectors({
+            p.payload[LYRICS_HASH]: p.lyrics_tokens if p.lyrics_tokens is not None else p.song.lyrics or ""
+            for p in batch if LYRICS_HASH in p.payload
+        })
         covers = self.embedder.cover_vectors(
             {p.payload[COVER_HASH]: p.cover_tensor for p in batch if p.cover_tensor is not None}
         )
-        for modality, hash_field, vectors in ((LYRICS, LYRICS_HASH, lyrics), (COVER, COVER_HASH, covers)):
-            vectors.update(self.embedder.cached(modality, [h for p in batch if (h := p.payload.get(hash_field)) and h not in vectors]))
-        untokenised = {h: p.song.lyrics or "" for p in batch if (h := p.payload.get(LYRICS_HASH)) and h not in lyrics}
-        if untokenised:
-            tokens = self.embedder.text.preparation.passages(list(untokenised.values()))
-            lyrics.update(self.embedder.lyrics_vectors(dict(zip(untokenised, tokens))))
+        covers.update(
+            self.embedder.cached(
+                COVER, [p.payload[COVER_HASH] for p in batch if p.cover_tensor is None and COVER_HASH in p.payload]
+            )
+        )
         points = []
         for prepared in batch:
             if prepared.words_stored:  # stored with its words, and embedded again: the words are needed now

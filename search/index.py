@@ -261,11 +261,15 @@ class SongIndex:
             for m, c in self.metadata().get("centres", {}).items()
         }
 
+    def provisional(self) -> set[str]:
+        """The modalities whose centre may still change (not learned yet, or from too few songs and not frozen)."""
+        centring = self.centring()
+        return {m for m in MODALITIES if not centring.get(m, {}).get("final")}
+
     @property
     def centring_final(self) -> bool:
         """Whether the centres will never change again (each frozen, or learned from enough songs)."""
-        centring = self.centring()
-        return len(centring) == len(MODALITIES) and all(c["final"] for c in centring.values())
+        return not self.provisional()
 
     @property
     def centres_shared(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -115,6 +116,20 @@ def store_settings(store: str, folder: Path) -> Settings:
     if store == "server":
         settings = replace(settings, qdrant_url=os.environ["QDRANT_URL"], qdrant_api_key=os.environ.get("QDRANT_API_KEY"))
     return settings
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (Linux: a zombie has ended)."""
+    status = Path(f"/proc/{pid}/status")
+    return status.is_file() and "\nState:\tZ" not in status.read_text()
+
+
+def outlived(pids: set[int], seconds: float = 20) -> list[int]:
+    """The processes among `pids` still running after waiting up to `seconds` for them to end."""
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [pid for pid in pids if alive(pid)]
 
 
 def drop_collection(settings: Settings) -> None:

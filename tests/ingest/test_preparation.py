@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from ingest.catalogue import read_catalogue
 from ingest.context import open_songspace
 from ingest.encoders.image import CoverPreparation
 from ingest.preparation import Preparation, preparing, worker_processes
-from tests.conftest import SEA_LYRICS, make_cover, store_settings
+from tests.conftest import SEA_LYRICS, make_cover, outlived, store_settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -83,11 +82,6 @@ def children(pid: int) -> set[int]:
     return found | {grandchild for child in found for grandchild in children(child)}
 
 
-def alive(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status")
-    return status.is_file() and "\nState:\tZ" not in status.read_text()
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
 def test_a_killed_ingestion_leaves_no_worker_behind(tmp_path, write_catalogue):
     rows = [{"id": f"s{i}", "title": f"Song {i}", "artist": "Band", "lyrics": SEA_LYRICS[i % 4] + f" {i}"} for i in range(64)]
@@ -117,7 +111,4 @@ def test_a_killed_ingestion_leaves_no_worker_behind(tmp_path, write_catalogue):
     finally:
         process.kill()
         process.wait()
-    deadline = time.monotonic() + 20
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [pid for pid in workers if alive(pid)]
+    assert not outlived(workers)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from search.engines import StoreUnavailable, open_engine
 from search.engines.base import DenseSpec, Filter, Match, Schema, StoredPoint
 from search.engines.process import ProcessEngine
-from tests.conftest import store_settings
+from tests.conftest import outlived, store_settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 SCHEMA = Schema(dense=(DenseSpec("v", 4, "cosine"),), sparse=(), indexed={"tag": "keyword"}, searched="v")
@@ -104,6 +103,7 @@ def test_threads_write_and_read_at_once(tmp_path):
         engine.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc")
 def test_the_store_outlives_no_killed_owner(tmp_path):
     """Its process exits with its owner, killed or not, and the next one may open the store."""
     settings = store_settings("edge-process", tmp_path)
@@ -111,7 +111,7 @@ def test_the_store_outlives_no_killed_owner(tmp_path):
         "import sys, time\n"
         "from pathlib import Path\n"
         "from search.engines import open_engine\n"
-        "from tests.conftest import store_settings\n"
+        "from tests.conftest import outlived, store_settings\n"
         "from tests.search.test_process_engine import SCHEMA\n"
         "from dataclasses import replace\n"
         f"settings = replace(store_settings('edge-process', Path({str(tmp_path)!r})), collection={settings.collection!r})\n"
@@ -126,16 +126,11 @@ def test_the_store_outlives_no_killed_owner(tmp_path):
     finally:
         owner.kill()
         owner.wait()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            engine = open_engine(replace(settings, store_process=False))
-            break
-        except StoreUnavailable:
-            if time.monotonic() > deadline:
-                os.kill(store_pid, signal.SIGKILL)  # not left behind by a failing test
-                raise
-            time.sleep(0.2)
+    left = outlived({store_pid})
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)  # not left behind by a failing test
+    assert not left
+    engine = open_engine(replace(settings, store_process=False))
     try:
         assert engine.exists()
     finally:
