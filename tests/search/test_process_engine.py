@@ -111,7 +111,7 @@ def test_the_store_outlives_no_killed_owner(tmp_path):
         "import sys, time\n"
         "from pathlib import Path\n"
         "from search.engines import open_engine\n"
-        "from tests.conftest import outlived, store_settings\n"
+        "from tests.conftest import store_settings\n"
         "from tests.search.test_process_engine import SCHEMA\n"
         "from dataclasses import replace\n"
         f"settings = replace(store_settings('edge-process', Path({str(tmp_path)!r})), collection={settings.collection!r})\n"
