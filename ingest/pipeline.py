@@ -360,8 +360,8 @@ class Ingestor:
         waits while the next batch is looked up in the store and screened; with `writers` (the
         engine's, unless given), that many embedded batches are written in background threads,
         else each is written in line. A batch that may teach a centre is stored in step (see
-        `_store_while_centring`). On an error or Ctrl-C, the batches queued for the encoders'
-        thread and the writers are dropped: only those already being embedded or written finish.
+        `_store_while_centring`). On an error or Ctrl-C, the songs queued for preparing, the
+        encoders' thread and the writers are dropped: only those already under way finish.
         """
         bar = tqdm(total=len(songs), unit="song", disable=not self.progress, desc="ingest")
         stages = summary.stages
@@ -404,7 +404,7 @@ class Ingestor:
                     to_embed = self._to_embed(kept, summary)
                     embedding = encoders.submit(self.embed, to_embed)
                     with _timed(stages, "wait_for_embedding_and_store"):
-                        if self._may_teach_a_centre(to_embed):
+                        if self._may_teach_a_centre(to_embed, sum(count for _, count in writing)):
                             wait_for_writes(0)
                             self._store_while_centring(embedding.result())
                             stored(len(batch))
@@ -417,6 +417,7 @@ class Ingestor:
                 with _timed(stages, "wait_for_embedding_and_store"):
                     wait_for_writes(0)
             except BaseException:
+                batches.close()  # drops the songs queued for preparing
                 encoders.shutdown(wait=False, cancel_futures=True)
                 writers.shutdown(wait=False, cancel_futures=True)
                 raise
@@ -424,10 +425,15 @@ class Ingestor:
         if not dry_run:
             self.index.recentre()
 
-    def _may_teach_a_centre(self, batch: list[PreparedSong]) -> bool:
-        """Whether storing these songs may change a centre: some of them have a modality whose centre is not final."""
-        provisional = self.index.provisional()
-        return any(modality in provisional for p in batch for modality in p.payload["vectors"])
+    def _may_teach_a_centre(self, batch: list[PreparedSong], unwritten: int) -> bool:
+        """Whether storing these songs may bring a modality whose centre is not final to
+        CENTRE_SONGS songs, counting the `unwritten` songs of batches still being written as if
+        each had it (a modality few songs have thus stores its batches in the background)."""
+        for modality in self.index.provisional():
+            joining = sum(modality in p.payload["vectors"] for p in batch)
+            if joining and self.index.songs_with(modality) + unwritten + joining >= CENTRE_SONGS:
+                return True
+        return False
 
     def _store_while_centring(self, points: list[SongPoint]) -> None:
         """Store songs while the centres are learned, so that as few as possible are stored under
@@ -437,7 +443,7 @@ class Ingestor:
         while points:
             cut, reached = len(points), False
             for modality in self.index.provisional():
-                having = self.index.count(Filter(must=(Match("vectors", (modality,)),)))
+                having = self.index.songs_with(modality)
                 for position, point in enumerate(points[:cut]):
                     having += modality in point.vectors
                     if having >= CENTRE_SONGS:

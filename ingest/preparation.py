@@ -172,7 +172,8 @@ Prepare = Callable[[list[tuple[Song, Identity]], Path | None, str], Callable[[],
 @contextmanager
 def preparing(preparation: Preparation, threads: int, processes: int) -> Iterator[Prepare]:
     """A function that starts preparing songs and returns a function that waits for them, in
-    order: in `processes` worker processes if any, else in `threads` threads."""
+    order: in `processes` worker processes if any, else in `threads` threads. On an error or
+    Ctrl-C, songs not yet being prepared are dropped."""
     pool: Executor
     if processes:
         start_worker_server()  # if the command has not
@@ -188,7 +189,11 @@ def preparing(preparation: Preparation, threads: int, processes: int) -> Iterato
             futures: list[Future[list[PreparedSong]]] = [pool.submit(work, c, base_dir, source) for c in chunks]
             return lambda: [_received(p) for f in futures for p in f.result()]
 
-        yield start
+        try:
+            yield start
+        except BaseException:  # an error, Ctrl-C, or the batches given up: drop what is queued
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -140,6 +140,10 @@ def song_point_id(
     return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
+def _having(modality: str) -> Filter:
+    return Filter(must=(Match("vectors", (modality,)),))
+
+
 def search_key(title: str, artists: Sequence[str]) -> str:
     """What a typed title search is compared with: the normalised title and artists."""
     return normalise_text(f"{title} {' '.join(artists)}")
@@ -261,6 +265,10 @@ class SongIndex:
             for m, c in self.metadata().get("centres", {}).items()
         }
 
+    def songs_with(self, modality: str) -> int:
+        """How many stored songs have this modality's vector."""
+        return self.count(_having(modality))
+
     def provisional(self) -> set[str]:
         """The modalities whose centre may still change (not learned yet, or from too few songs and not frozen)."""
         centring = self.centring()
@@ -308,7 +316,7 @@ class SongIndex:
             used = recorded.get(modality, {}).get("songs", 0)
             if used >= CENTRE_SONGS or modality in frozen:
                 continue
-            having = Filter(must=(Match("vectors", (modality,)),))
+            having = _having(modality)
             count = self.count(having)
             # Re-learning rewrites every stored song's fused vector: do it when the collection
             # has grown by a quarter (or reached CENTRE_SONGS), not for each song added.

@@ -26,6 +26,8 @@ from typing import Any
 from search.engines.base import Engine, Filter, Hit, Schema, StoredPoint, StoreUnavailable, Vector, WithPayload, WithVectors
 
 Connection = multiprocessing.connection.Connection
+# How long closing the store waits for the calls still under way (a large write takes seconds).
+CLOSE_WAIT_S = 60.0
 
 
 @contextmanager
@@ -71,7 +73,6 @@ class ProcessEngine(Engine):
             raise value
         self.label, self.writers = value
         self._local = threading.local()
-        self._connections: set[Connection] = set()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -86,8 +87,6 @@ class ProcessEngine(Engine):
             if connection is None:
                 connection = multiprocessing.connection.Client(self._address, "AF_UNIX", authkey=self._key)
                 self._local.connection = connection
-                with self._lock:
-                    self._connections.add(connection)
             connection.send((name, args))
             status, value = connection.recv()
         except BaseException as error:
@@ -106,8 +105,6 @@ class ProcessEngine(Engine):
     def _forget(self, connection: Connection | None) -> None:
         self._local.connection = None
         if connection is not None:
-            with self._lock:
-                self._connections.discard(connection)
             connection.close()
 
     def _ending(self) -> str:
@@ -182,10 +179,9 @@ class ProcessEngine(Engine):
         except StoreUnavailable:
             pass  # it ended on its own: nothing is left to close
         finally:
-            with self._lock:
-                connections, self._connections = self._connections, set()
-            for connection in connections:
-                connection.close()
+            # Only this thread's connection: another thread may still be reading its last answer
+            # (each connection closes with its thread, or when it finds the process gone).
+            self._forget(getattr(self._local, "connection", None))
             self._process.join(timeout=10)
             if self._process.is_alive():
                 self._process.kill()
@@ -198,7 +194,7 @@ def _serve(open_engine: Callable[[], Engine], address: str, key: bytes, ready: C
     try:
         engine = open_engine()
         listener = multiprocessing.connection.Listener(address, "AF_UNIX", authkey=key)
-    except Exception as error:  # noqa: BLE001 (handed to the owner, who raises it)
+    except BaseException as error:  # noqa: BLE001 (handed to the owner, who raises it; Edge's panics too)
         ready.send(("error", _sendable(error)))
         return
     ready.send(("ok", (engine.label, engine.writers)))
@@ -206,36 +202,71 @@ def _serve(open_engine: Callable[[], Engine], address: str, key: bytes, ready: C
     owner = multiprocessing.parent_process()
     if owner is not None:
         threading.Thread(target=_end_with, args=(owner.sentinel,), daemon=True).start()
+    calls = _Calls()
     while True:
         try:
             connection = listener.accept()
         except (OSError, EOFError, multiprocessing.AuthenticationError):
             continue  # a client that went away while connecting
-        threading.Thread(target=_answer, args=(engine, connection), daemon=True).start()
+        threading.Thread(target=_answer, args=(engine, connection, calls), daemon=True).start()
 
 
-def _answer(engine: Engine, connection: Connection) -> None:
+class _Calls:
+    """The calls under way in the engine's process, so that closing waits for them: an owner
+    interrupted in a call closes the store while that call still runs here."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def one(self) -> Iterator[None]:
+        with self.changed:
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.running -= 1
+                self.changed.notify_all()
+
+    def wait_for_the_others(self, seconds: float) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.running <= 1, timeout=seconds)
+
+
+def _answer(engine: Engine, connection: Connection, calls: _Calls) -> None:
     """Answer one owner thread's calls, in order, until it closes its connection or closes the engine."""
     while True:
         try:
             name, args = connection.recv()
         except BaseException:  # noqa: BLE001 (closed, or cut off mid-message: that caller has gone)
             return
-        try:
-            answer: tuple[str, Any] = ("ok", getattr(engine, name)(*args))
-        except BaseException as error:  # noqa: BLE001 (Edge's panics are BaseExceptions too)
-            error.add_note("in the store's process:\n" + traceback.format_exc())
-            answer = ("error", _sendable(error))
-        try:
-            connection.send(answer)
-        except BaseException:  # noqa: BLE001
-            try:
-                connection.send(("error", _sendable(RuntimeError(f"the store's answer to {name} could not be sent"))))
-            except BaseException:  # noqa: BLE001 (the caller has gone)
-                return
-        finally:
+        with calls.one():  # until answered: closing must not end the process before that
             if name == "close":
-                os._exit(0)
+                calls.wait_for_the_others(CLOSE_WAIT_S)
+            try:
+                answer: tuple[str, Any] = ("ok", getattr(engine, name)(*args))
+            except BaseException as error:  # noqa: BLE001 (Edge's panics are BaseExceptions too)
+                error.add_note("in the store's process:\n" + traceback.format_exc())
+                answer = ("error", _sendable(error))
+            sent = _send(connection, answer, name)
+        if name == "close":
+            os._exit(0)
+        if not sent:
+            return
+
+
+def _send(connection: Connection, answer: tuple[str, Any], name: str) -> bool:
+    """Send an answer (an error's text if it does not pickle); False if the caller has gone."""
+    try:
+        connection.send(answer)
+    except BaseException:  # noqa: BLE001
+        try:
+            connection.send(("error", _sendable(RuntimeError(f"the store's answer to {name} could not be sent"))))
+        except BaseException:  # noqa: BLE001 (the caller has gone)
+            return False
+    return True
 
 
 def _sendable(error: BaseException) -> BaseException:

@@ -100,7 +100,9 @@ def test_ingests_good_rows_reports_bad_ones_and_loses_nothing(small_cap, messy_c
 
 def test_a_catalogue_prepared_in_worker_processes_is_stored_as_in_threads(small_cap, messy_catalogue, tmp_path, monkeypatch):
     """As beside a GPU (worker processes, each batch embedded in a thread of its own, the store in a
-    process of its own) and as on a CPU."""
+    process of its own) and as on a CPU. Centres final after 2 songs, so that the later batches are
+    written in the background, as in a large catalogue."""
+    final_at_two(monkeypatch)
     monkeypatch.setattr("ingest.preparation.PROCESS_CHUNK", 3)  # several chunks a batch, put back in order
     in_threads, threads_points = run_ingest(small_cap, messy_catalogue)
     # Another store and embedding cache, so that every cover is prepared again, in the workers.
@@ -582,7 +584,7 @@ def test_an_interruption_drops_the_batches_queued_for_the_encoders(settings, the
 
         def screened(batch, summary):
             calls.append(1)
-            # Songs 1-2 are stored in step (they teach the centres); 3 is embedded while 4 and 5 wait.
+            # Song 2 is stored in step (with song 1, it teaches the centres); 3 is embedded while 4 and 5 wait.
             if len(calls) == 6:
                 interrupted.append(time.monotonic())
                 raise KeyboardInterrupt
@@ -593,6 +595,37 @@ def test_an_interruption_drops_the_batches_queued_for_the_encoders(settings, the
         with pytest.raises(KeyboardInterrupt):
             ingestor.run(catalogue)
         assert len(interrupted) == 1 and len(started) >= 3 and all(t < interrupted[0] for t in started)
+    finally:
+        songspace.close()
+
+
+def test_an_interruption_drops_the_songs_queued_for_preparing(settings, themed_rows, write_catalogue, monkeypatch):
+    """Ctrl-C while songs wait to be prepared: none of them starts after it."""
+    from ingest.preparation import Preparation
+
+    catalogue = write_catalogue(themed_rows)
+    songspace = open_songspace(settings)
+    try:
+        ingestor = Ingestor(songspace.index, songspace.embedder, songspace.fetcher, batch_size=2, workers=1, progress=False)
+        prepare = Preparation.prepare
+        started: list[float] = []
+        interrupted: list[float] = []
+
+        def slow_prepare(self, *args):
+            started.append(time.monotonic())
+            time.sleep(0.3)
+            return prepare(self, *args)
+
+        def screened(batch, problems):  # the first batch is in: the next two are queued
+            interrupted.append(time.monotonic())
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Preparation, "prepare", slow_prepare)
+        monkeypatch.setattr(ingestor, "_screen", screened)
+        with pytest.raises(KeyboardInterrupt):
+            ingestor.run(catalogue)
+        assert len(interrupted) == 1 and len(started) >= 2
+        assert sum(t > interrupted[0] for t in started) == 0, "a queued song was prepared after the interruption"
     finally:
         songspace.close()
 

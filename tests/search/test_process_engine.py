@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,6 +63,37 @@ def test_errors_come_back_as_the_engine_raised_them(tmp_path):
     with pytest.raises(StoreUnavailable, match="closed"):
         engine.count()
     engine.close()  # twice is harmless
+
+
+def test_closing_waits_for_the_calls_under_way(tmp_path):
+    """Closed from one thread while another writes (an owner interrupted in a call closes the
+    store while that call still runs in the store's process): the write lands whole."""
+    settings = store_settings("edge-process", tmp_path)
+    engine = open_engine(settings)
+    engine.create(SCHEMA, {})
+    batch = points(0, 30_000)
+    started = time.perf_counter()
+    pickle.dumps(batch)
+    sending = time.perf_counter() - started  # about a quarter of the time Edge then takes to write them
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            engine.upsert(batch)
+        except BaseException as error:  # noqa: BLE001 (asserted below)
+            failed.append(error)
+
+    writing = threading.Thread(target=write)
+    writing.start()
+    time.sleep(2.5 * sending + 0.2)  # the write has been sent and is under way
+    engine.close()
+    writing.join()
+    assert not failed
+    plain = open_engine(replace(settings, store_process=False))
+    try:
+        assert plain.count() == 30_000
+    finally:
+        plain.close()
 
 
 def test_a_store_whose_process_died_says_so(tmp_path):
